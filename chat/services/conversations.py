@@ -1,0 +1,207 @@
+"""Writes on conversations and messages. Callers have already checked ownership
+through chat.selectors, or pass the user so that the check happens here."""
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+
+TITLE_CHARS = 60
+
+
+def title_from_text(text: str) -> str:
+    """A short provisional title: the first line of the first message, trimmed."""
+    line = " ".join(text.strip().split())
+    if len(line) <= TITLE_CHARS:
+        return line
+    return line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+TITLE_WORDS = 7
+# Openers that say nothing about the subject: a title starts after them.
+_FILLER = (
+    "please", "can you", "could you", "would you", "hi", "hello", "hey", "help me",
+    "i want to", "i need to", "tell me", "explain", "пожалуйста", "привет",
+)
+
+
+def title_from_exchange(question: str, answer: str) -> str:
+    """A short title for a conversation from its first question and answer.
+
+    The question names the subject; the answer's first heading stands in when
+    the question is too short to say anything (e.g. "hi").
+    """
+    import re
+
+    text = " ".join(question.split())
+    text = re.sub(r"[`*_#>\[\]()]+", "", text)
+    sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".!?…:;, ")
+    lowered = sentence.lower()
+    for filler in _FILLER:
+        if lowered.startswith(filler + " ") or lowered.startswith(filler + ","):
+            sentence = sentence[len(filler):].lstrip(" ,")
+            lowered = sentence.lower()
+    for tail in (" to me", " for me", " please"):
+        if lowered.endswith(tail):
+            sentence = sentence[: -len(tail)].rstrip(" ,")
+    words = sentence.split()
+    if len(words) < 2:
+        heading = re.search(r"^#{1,3}\s+(.+)$", answer, flags=re.MULTILINE)
+        if heading:
+            words = re.sub(r"[`*_]+", "", heading.group(1)).split()
+    if not words:
+        return title_from_text(question)
+    title = " ".join(words[:TITLE_WORDS])
+    if len(words) > TITLE_WORDS:
+        title += "…"
+    title = title[:1].upper() + title[1:]
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+async def conversation_autotitle(*, conversation_id: int) -> Conversation | None:
+    """After the first complete answer, replace the provisional title (the first
+    line of the first message) with a short one. A title the user set is kept.
+    Returns the conversation when its title changed."""
+    conversation = await Conversation.objects.filter(pk=conversation_id).afirst()
+    if conversation is None:
+        return None
+    answers = [
+        m async for m in conversation.messages.filter(
+            role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE
+        ).order_by("created_at", "id")[:2]
+    ]
+    if len(answers) != 1:
+        return None
+    question = await Message.objects.filter(pk=answers[0].parent_id).afirst()
+    if question is None or conversation.title != title_from_text(question.content):
+        return None
+    title = title_from_exchange(question.content, answers[0].content)
+    if not title or title == conversation.title:
+        return None
+    conversation.title = title
+    await Conversation.objects.filter(pk=conversation_id).aupdate(title=title)
+    return conversation
+
+
+def conversation_create(*, user, first_text: str = "") -> Conversation:
+    return Conversation.objects.create(owner=user, title=title_from_text(first_text))
+
+
+def exchange_create(
+    *,
+    user,
+    conversation: Conversation | None,
+    content: str,
+    parent: Message | None = None,
+    model: str = "",
+) -> tuple[Conversation, Message, Message]:
+    """Save the user's message and the assistant placeholder that will hold the answer,
+    in a new conversation when `conversation` is None — all in one transaction.
+
+    Everything is written before the upstream is called, so a crash or a failed
+    upstream never loses what the user typed.
+    """
+    with transaction.atomic():
+        if conversation is None:
+            conversation = conversation_create(user=user, first_text=content)
+        user_message = Message.objects.create(
+            conversation=conversation,
+            parent=parent,
+            role=Message.Role.USER,
+            content=content,
+            status=Message.Status.COMPLETE,
+        )
+        assistant = assistant_placeholder_create(
+            conversation=conversation, parent=user_message, model=model
+        )
+        changes = {"updated_at": timezone.now()}
+        if not conversation.title:
+            # A chat created empty (e.g. with only a system prompt) gets its
+            # provisional title from its first message, like any other.
+            conversation.title = changes["title"] = title_from_text(content)
+        Conversation.objects.filter(pk=conversation.pk).update(**changes)
+    return conversation, user_message, assistant
+
+
+def assistant_placeholder_create(
+    *, conversation: Conversation, parent: Message, model: str = ""
+) -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        content="",
+        status=Message.Status.PENDING,
+        model=model or conversation.model,
+    )
+
+
+@sync_to_async
+def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
+    """Save the text so far of several answers in progress: (message id, text,
+    delta count) each, in one transaction. An answer that has meanwhile ended
+    keeps its final row (only pending/streaming rows are touched)."""
+    now = timezone.now()
+    with transaction.atomic():
+        for message_id, content, delta_count in rows:
+            Message.objects.filter(
+                pk=message_id, status__in=(Message.Status.PENDING, Message.Status.STREAMING)
+            ).update(
+                content=content, delta_count=delta_count, status=Message.Status.STREAMING, updated_at=now
+            )
+
+
+async def message_finish(
+    *,
+    message_id: int,
+    content: str,
+    status: str,
+    error: str = "",
+    delta_count: int,
+    first_delta_ms: int | None,
+    duration_ms: int,
+    provider: str = "",
+    model: str = "",
+) -> None:
+    """The one final write of an answer, whatever way it ended.
+
+    `provider` names the provider that answered (or was asked); `model`, the model
+    id it answered with, replaces the requested one unless empty.
+    """
+    fields = {"model": model} if model else {}
+    await Message.objects.filter(pk=message_id).aupdate(
+        content=content,
+        status=status,
+        error=error,
+        delta_count=delta_count,
+        first_delta_ms=first_delta_ms,
+        duration_ms=duration_ms,
+        provider=provider,
+        updated_at=timezone.now(),
+        **fields,
+    )
+
+
+INTERRUPTED_ERROR = "The server stopped while this answer was being written."
+
+
+async def message_mark_interrupted(*, message_id: int, stale_before) -> bool:
+    """Mark an answer left pending/streaming by a dead process as interrupted.
+
+    Only if nobody saved it since `stale_before` (a live answer saves at least
+    every third of the lease). True if it was marked.
+    """
+    updated = await Message.objects.filter(
+        pk=message_id,
+        status__in=(Message.Status.PENDING, Message.Status.STREAMING),
+        updated_at__lt=stale_before,
+    ).aupdate(status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now())
+    return updated == 1
+
+
+def conversation_touch(*, conversation_id: int) -> None:
+    Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
+
+

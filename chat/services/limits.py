@@ -1,0 +1,112 @@
+"""Per-user limits: checked before anything is saved or sent upstream.
+
+Defaults come from settings (CHAT_*); staff override them per group or per user
+in the admin (chat.models.UsageLimit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Length
+from django.utils import timezone
+
+from chat.models import Message, UsageLimit
+
+FIELDS = ("messages_per_minute", "concurrent_answers", "max_message_chars", "daily_answer_chars")
+ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
+
+
+class LimitExceeded(Exception):
+    """A limit stops this request; `code` and `detail` become the error frame."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Limits:
+    messages_per_minute: int
+    concurrent_answers: int
+    max_message_chars: int
+    daily_answer_chars: int
+
+
+def _defaults() -> dict[str, int]:
+    return {
+        "messages_per_minute": settings.CHAT_MESSAGES_PER_MINUTE,
+        "concurrent_answers": settings.CHAT_CONCURRENT_ANSWERS,
+        "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "daily_answer_chars": settings.CHAT_DAILY_ANSWER_CHARS,
+    }
+
+
+def user_limits(*, user) -> Limits:
+    """The user's limits: their own row, else the most generous of their groups', else defaults."""
+    values = _defaults()
+    rows = list(UsageLimit.objects.filter(Q(user=user) | Q(group__user=user)).distinct())
+    own = next((row for row in rows if row.user_id == user.pk), None)
+    groups = [row for row in rows if row.group_id is not None]
+    for name in FIELDS:
+        if own is not None and getattr(own, name) is not None:
+            values[name] = getattr(own, name)
+            continue
+        granted = [getattr(row, name) for row in groups if getattr(row, name) is not None]
+        if granted:
+            values[name] = max(granted)
+    # A message can never be longer than the socket accepts.
+    values["max_message_chars"] = min(values["max_message_chars"], settings.CHAT_MAX_MESSAGE_CHARS)
+    return Limits(**values)
+
+
+def user_limits_check(*, user, message_chars: int = 0) -> None:
+    """Raise LimitExceeded if the user may not start another answer now."""
+    limits = user_limits(user=user)
+    if message_chars > limits.max_message_chars:
+        raise LimitExceeded(
+            "too_long", f"The message is too long: at most {limits.max_message_chars} characters."
+        )
+    now = timezone.now()
+    minute_ago = now - timedelta(seconds=60)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    usage = Message.objects.filter(
+        Q(created_at__gte=min(minute_ago, day_start)) | Q(status__in=ACTIVE),
+        conversation__owner=user,
+        role=Message.Role.ASSISTANT,
+    ).aggregate(
+        recent=Count("id", filter=Q(created_at__gte=minute_ago)),
+        active=Count("id", filter=Q(status__in=ACTIVE)),
+        chars=Sum(Length("content"), filter=Q(created_at__gte=day_start)),
+    )
+    if usage["active"] >= limits.concurrent_answers:
+        raise LimitExceeded(
+            "too_many_answers",
+            f"You already have {usage['active']} answer(s) being written "
+            f"(at most {limits.concurrent_answers} at once). Wait for one to finish or stop it.",
+        )
+    if usage["recent"] >= limits.messages_per_minute:
+        raise LimitExceeded(
+            "rate_limited",
+            f"You are sending messages too fast: at most {limits.messages_per_minute} a minute. "
+            "Wait a moment and try again.",
+        )
+    if (usage["chars"] or 0) >= limits.daily_answer_chars:
+        raise LimitExceeded(
+            "quota_exceeded",
+            f"You have used today's quota of {limits.daily_answer_chars} answer characters. "
+            "It renews at midnight UTC.",
+        )
+
+
+async def limits_for(*, user) -> Limits:
+    return await sync_to_async(user_limits)(user=user)
+
+
+async def limits_check(*, user, message_chars: int = 0) -> None:
+    await sync_to_async(user_limits_check)(user=user, message_chars=message_chars)
