@@ -1,0 +1,43 @@
+"""Shared fixtures. The emulator fixtures live in tests/fixtures/emulator.py."""
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.emulator"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gptalk_state():
+    """The provider's token state is per process; every test starts logged out."""
+    from chat.services.gptalk import GPTalk
+
+    GPTalk._auth = None
+    GPTalk.used_times = 0
+    yield
+    GPTalk._auth = None
+    GPTalk.used_times = 0
+
+
+@pytest.fixture
+async def process_state():
+    """For tests that run answers in-process: each test has its own event loop,
+    so end that loop's answers, generation manager and HTTP clients with it."""
+    yield
+    from chat.generation import get_manager
+    from chat.services.gptalk_http import aclose_clients
+
+    await get_manager().shutdown()
+    await aclose_clients()
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    counter = {"n": 0}
+
+    def make(username: str | None = None, **extra):
+        counter["n"] += 1
+        name = username or f"user{counter['n']}"
+        return django_user_model.objects.create_user(
+            username=name, password="correct horse battery staple", **extra
+        )
+
+    return make

@@ -1,0 +1,91 @@
+"""A small smoke of the benchmark harness (bench/), so that it keeps working.
+
+It runs bench/relay.py and bench/soak.py for real (emulator, daphne, websockets,
+the aiohttp reference) with a few short streams, and checks that the results are
+complete and sane. No timing assertions: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.fixtures.emulator import REPO_ROOT
+
+TARGET_FIGURES = {
+    "relay p99 minus reference p99 (ms)",
+    "delivered chars/s, site / reference",
+    "wire bytes per answer / answer chars",
+    "DB writes per answer (all chat rows)",
+    "DB writes per answer (assistant message row)",
+    "RSS per idle socket (KiB)",
+}
+
+
+def run_script(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def relay_result(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "relay.json"
+    proc = run_script(
+        "bench/relay.py", "--streams", "3", "--layer", "memory", "--db", "sqlite",
+        "--reply-chars", "60", "--interval-ms", "5", "--chunk-chars", "6", "--ramp-s", "0.2",
+        "--deadline-s", "60", "--out", str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_relay_smoke_delivers_every_answer(relay_result):
+    site, ref = relay_result["site"], relay_result["reference"]
+    assert relay_result["config"]["streams"] == 3
+    for side in (site, ref):
+        assert side["answers"] == 3
+        assert side["complete"] == 3, side["errors"]
+        assert side["content_ok"] == 3
+        assert side["error_count"] == 0
+    assert ref["events"] == 3 * 10  # 60 characters, 6 per event
+    assert site["deltas"] > 0 and site["seq_gaps"] == 0
+    assert site["unmatched_in_emulator_log"] == 0 and site["censored_events"] == 0
+
+
+def test_relay_smoke_has_every_figure(relay_result):
+    site, ref = relay_result["site"], relay_result["reference"]
+    for side in (site, ref):
+        for group in ("latency_ms", "ttfd_ms"):
+            stats = side[group]
+            assert set(stats) >= {"p50", "p95", "p99", "max"}
+            assert stats["n"] > 0 and stats["p50"] <= stats["p99"] <= stats["max"]
+        assert side["chars_per_s"] > 0 and side["answers_per_s"] > 0
+    # Every upstream event of every answer got a relay latency.
+    assert site["latency_ms"]["n"] == ref["latency_ms"]["n"] == 30
+    assert site["bytes_per_char"] > 1  # the text itself, plus framing
+    server = site["server"]
+    assert 0 < server["rss_kb_start"] <= server["rss_kb_peak"]
+    assert server["cpu_s"] >= 0 and "rss_kb_per_idle_socket" in server
+    writes = site["db_writes"]
+    # At least: the assistant placeholder and its final save, per answer.
+    assert writes["assistant_message_per_answer"] >= 2
+    assert writes["per_answer"] >= writes["assistant_message_per_answer"]
+    assert {t["figure"] for t in relay_result["targets"]} == TARGET_FIGURES
+    assert set(relay_result["ratios"]) >= {"latency_ms.p99", "ttfd_ms.p50", "throughput.chars_per_s"}
+
+
+def test_soak_smoke(tmp_path):
+    out = tmp_path / "soak.json"
+    proc = run_script(
+        "bench/soak.py", "--cycles", "10", "--warmup", "2", "--answers", "2", "--parallel", "5",
+        "--users", "2", "--settle-s", "0.2", "--out", str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(out.read_text())
+    for part in ("connect_disconnect", "with_answers"):
+        assert result[part]["failures"] == 0, result[part]["failure_samples"]
+        assert result[part]["rss_kb_before"] > 0 and result[part]["rss_kb_after"] > 0

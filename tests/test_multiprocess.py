@@ -1,0 +1,156 @@
+"""Two daphne processes sharing the real Redis channel layer and PostgreSQL.
+
+An answer belongs to the process that runs it, not to a socket: a socket on the
+other process watches it, stops it, and sees it marked interrupted when its
+process is killed.
+"""
+
+import asyncio
+import time
+
+import psycopg
+import pytest
+
+from tests.fixtures.site import Browser, SiteProcess, Socket, manage, site_env
+
+pytestmark = pytest.mark.multiprocess
+pytest_plugins = ["tests.fixtures.services"]
+
+PASSWORD = "a-long-unusual-passphrase-42"
+LEASE = "2"
+
+
+@pytest.fixture
+def cluster(postgres_url, redis_url, emulator_server):
+    env = site_env(
+        database_url=postgres_url,
+        gptalk_url=emulator_server.url,
+        REDIS_URL=redis_url,
+        CHAT_GENERATION_LEASE=LEASE,
+    )
+    manage("migrate", "--noinput", env=env)
+    first, second = SiteProcess(env=env), SiteProcess(env=env)
+    emulator_server.reset()
+    person = Browser(first)
+    person.signup("roamer", PASSWORD)
+    yield first, second, person.cookie_header(), postgres_url
+    person.close()
+    first.stop()
+    second.stop()
+    # Shown by pytest only when the test failed.
+    print("---- process 1 ----\n" + first.output() + "\n---- process 2 ----\n" + second.output())
+
+
+def message_row(database_url: str, message_id: int) -> tuple[str, str]:
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://")) as connection:
+        return connection.execute(
+            "SELECT status, content FROM chat_message WHERE id = %s", (message_id,)
+        ).fetchone()
+
+
+def is_done(frame: dict) -> bool:
+    return frame["type"] == "done"
+
+
+async def start_answer(site, cookie, *, reply: str) -> tuple[Socket, int, int]:
+    socket = await Socket.open(site, cookie)
+    await socket.send({"type": "chat.send", "conversation": None, "content": "across processes"})
+    frames = await socket.recv_until(lambda f: f["type"] == "delta" and f["seq"] >= 3)
+    return socket, frames[0]["conversation"]["id"], frames[-1]["message"]
+
+
+async def watch(site, cookie, conversation_id) -> Socket:
+    socket = await Socket.open(site, cookie)
+    await socket.send({"type": "conversation.open", "conversation": conversation_id})
+    return socket
+
+
+def replay(frames: list[dict]) -> tuple[str, list[int]]:
+    """The text a client shows from a snapshot and the deltas after it, and their seqs."""
+    text, seqs = "", []
+    for frame in frames:
+        if frame["type"] == "snapshot":
+            text, seqs = frame["content"], [frame["seq"]]
+        elif frame["type"] == "delta":
+            text = frame["text"] if frame.get("reset") else text + frame["text"]
+            seqs.append(frame["seq"])
+    return text, seqs
+
+
+def test_a_socket_on_another_process_sees_the_same_answer(cluster, emulator_server):
+    first, second, cookie, _ = cluster
+    reply = "".join(f"[{i:03d}]" for i in range(120))
+    emulator_server.next(reply=reply, chunk_chars=5, interval_ms=10)
+
+    async def scenario():
+        sender, conversation_id, message_id = await start_answer(first, cookie, reply=reply)
+        watcher = await watch(second, cookie, conversation_id)
+        watched = await watcher.recv_until(is_done)
+        sent = await sender.recv_until(is_done)
+        await sender.close()
+        await watcher.close()
+        return watched, sent
+
+    watched, sent = asyncio.run(scenario())
+    assert watched[0]["type"] == "history"
+    text, seqs = replay(watched)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap, no duplicate"
+    assert text == reply == watched[-1]["content"] == sent[-1]["content"]
+    assert watched[-1]["status"] == "complete"
+
+
+def test_stop_from_another_process_cancels_the_upstream(cluster, emulator_server):
+    first, second, cookie, database_url = cluster
+    emulator_server.next(reply="s" * 3000, chunk_chars=4, interval_ms=20)
+
+    async def scenario():
+        sender, conversation_id, message_id = await start_answer(first, cookie, reply="")
+        watcher = await watch(second, cookie, conversation_id)
+        await watcher.recv_until(lambda f: f["type"] in ("snapshot", "delta"))
+        assert emulator_server.stats()["active_streams"] == 1
+        asked = time.monotonic()
+        await watcher.send({"type": "chat.stop", "message": message_id})
+        done = (await watcher.recv_until(is_done))[-1]
+        while emulator_server.stats()["active_streams"] != 0:
+            assert time.monotonic() - asked < 5, "the upstream stream was not cancelled"
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - asked
+        sender_done = (await sender.recv_until(is_done))[-1]
+        await sender.close()
+        await watcher.close()
+        return message_id, done, sender_done, took
+
+    message_id, done, sender_done, took = asyncio.run(scenario())
+    print(f"stop from the other process cancelled the upstream in {took * 1000:.0f} ms")
+    assert done["status"] == sender_done["status"] == "stopped"
+    assert 0 < len(done["content"]) < 3000
+    assert message_row(database_url, message_id) == ("stopped", done["content"])
+
+
+def test_killing_the_process_leaves_an_interrupted_answer_the_other_shows(cluster, emulator_server):
+    first, second, cookie, database_url = cluster
+    emulator_server.next(reply="k" * 3000, chunk_chars=4, interval_ms=20)
+
+    async def scenario():
+        sender, conversation_id, message_id = await start_answer(first, cookie, reply="")
+        watcher = await watch(second, cookie, conversation_id)
+        await watcher.recv_until(lambda f: f["type"] in ("snapshot", "delta"))
+        await asyncio.sleep(1.2)  # let at least one progress save happen
+        first.kill()
+        done = (await watcher.recv_until(is_done, timeout=20))[-1]
+        # A fresh socket on the surviving process gets it from history too.
+        late = await watch(second, cookie, conversation_id)
+        history = await late.recv()
+        await late.close()
+        await watcher.close()
+        return message_id, done, history
+
+    message_id, done, history = asyncio.run(scenario())
+    assert done["message"] == message_id
+    assert done["status"] == "interrupted"
+    assert done["error"]
+    status, content = message_row(database_url, message_id)
+    assert status == "interrupted"
+    assert content and set(content) == {"k"}, "the text saved before the crash is kept"
+    answer = next(m for m in history["messages"] if m["id"] == message_id)
+    assert answer["status"] == "interrupted" and answer["content"] == content

@@ -1,0 +1,70 @@
+"""Production is switched on by environment variables, and says clearly what is missing."""
+
+import subprocess
+import sys
+
+from tests.fixtures.emulator import REPO_ROOT
+
+PRODUCTION = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "n8Jq-3vXk2_LpZ7rT0wYb5sGd4hF6mC1eQ9uA8iO2lK7pN3xV5zR0tW4yU6jH1gB",
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+    "DATABASE_URL": "postgres://gptalk@127.0.0.1:5432/gptalk",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "GPTALK_URL": "https://gptalk.example.com",
+}
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "DJANGO_SETTINGS_MODULE": "gptalk_site.settings"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env={**base, **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_check_deploy_passes_with_the_production_environment():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_without_secret_key_fails_at_start_with_a_clear_message():
+    env = {k: v for k, v in PRODUCTION.items() if k != "DJANGO_SECRET_KEY"}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_bad_boolean_is_refused_clearly():
+    result = manage("check", env={"DJANGO_DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be true or false" in result.stderr
+
+
+def test_settings_switch_database_and_channel_layer():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['CONN_MAX_AGE'],"
+        " 'pool' in s.DATABASES['default']['OPTIONS'], s.CHANNEL_LAYERS['default']['BACKEND'])"
+    )
+    result = manage("shell", "--no-imports", "-c", code, env=PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql", "0", "True", "channels_redis.pubsub.RedisPubSubChannelLayer"
+    ]
+    result = manage("shell", "--no-imports", "-c", code, env={})
+    assert result.stdout.split()[0] == "django.db.backends.sqlite3"
+    assert result.stdout.split()[-1] == "chat.layers.InMemoryChannelLayer"
+
+
+def test_production_cookies_are_secure_httponly_samesite():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY,"
+        " s.SESSION_COOKIE_SAMESITE, s.CSRF_COOKIE_SAMESITE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS > 0)"
+    )
+    result = manage("shell", "--no-imports", "-c", code, env=PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "True", "Lax", "Lax", "True", "True"]
