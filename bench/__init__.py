@@ -1,0 +1,1 @@
+"""Benchmarks of the chat relay (see docs/performance.md)."""

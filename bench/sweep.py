@@ -1,0 +1,142 @@
+"""The whole benchmark: relay runs over N and both channel layers, linearity, soak.
+
+    .venv/bin/python bench/sweep.py                      # N = 1 50 200 500 1000, memory + redis
+    .venv/bin/python bench/sweep.py --streams 1 50 --layers memory --no-soak
+
+Each relay run is its own `bench/relay.py` process (fresh emulator, database and
+daphne). Writes bench/results/<date>.json (every run), bench/results/<date>.png
+(latency and throughput against N) and bench/results/<date>.md (the tables for
+docs/performance.md); py-spy profiles of the site at --profile-at streams go to
+bench/results/profile-<layer>-<N>.{txt,svg}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO_ROOT = BENCH.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import machine_info  # noqa: E402
+
+
+def run_json(cmd: list[str], out: Path, timeout: float) -> dict:
+    cmd = cmd[0].split() + cmd[1:]
+    started = time.monotonic()
+    print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "command": cmd}
+    took = round(time.monotonic() - started, 1)
+    if proc.returncode != 0 or not out.exists():
+        return {"error": f"exit {proc.returncode}", "stderr": proc.stderr[-3000:], "command": cmd, "took_s": took}
+    result = json.loads(out.read_text())
+    result["command"] = " ".join(cmd[cmd.index(sys.executable) + 1:])
+    result["took_s"] = took
+    print(f"  {took} s  {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}",
+          file=sys.stderr, flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 50, 200, 500, 1000])
+    parser.add_argument("--layers", nargs="+", default=["memory", "redis"], choices=("memory", "redis"))
+    parser.add_argument("--db", default="sqlite", choices=("sqlite", "postgres"))
+    parser.add_argument("--deadline-s", type=float, default=60)
+    parser.add_argument("--profile-at", type=int, default=500, help="py-spy the site at this N (0: never)")
+    parser.add_argument("--linearity", type=int, nargs="*", default=[150, 600, 2400],
+                        help="reply lengths of the wire-bytes linearity runs (N=10, memory)")
+    parser.add_argument("--postgres-at", type=int, nargs="*", default=[200],
+                        help="also run these N on PostgreSQL (when --db is sqlite), same layers")
+    parser.add_argument("--no-soak", action="store_true")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run the benchmark processes at this niceness (negative needs root): on a shared "
+                             "machine it keeps other work from skewing the figures")
+    parser.add_argument("--name", default=dt.date.today().isoformat(), help="results/<name>.json")
+    args = parser.parse_args(argv)
+
+    results_dir = BENCH / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="gptalk-sweep-"))  # one JSON per run; all of them end up in <name>.json
+    python = sys.executable
+    if args.nice:
+        python = f"nice -n {args.nice} {python}"  # split below
+    report: dict = {
+        "name": args.name,
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "command": "bench/sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "runs": [],
+        "linearity": [],
+        "soak": {},
+    }
+    for layer in args.layers:
+        for n in args.streams:
+            out = work / f"relay-{layer}-{n}.json"
+            cmd = [python, "bench/relay.py", "--streams", str(n), "--layer", layer, "--db", args.db,
+                   "--deadline-s", str(args.deadline_s), "--out", str(out)]
+            if n == args.profile_at:
+                cmd += ["--py-spy", str(results_dir / f"profile-{layer}-{n}")]
+            report["runs"].append(run_json(cmd, out, timeout=args.deadline_s * 2 + 240))
+            save(report, results_dir)
+    for n in args.postgres_at:
+        if args.db == "postgres":
+            break
+        for layer in args.layers:
+            out = work / f"relay-{layer}-{n}-postgres.json"
+            cmd = [python, "bench/relay.py", "--streams", str(n), "--layer", layer, "--db", "postgres",
+                   "--deadline-s", str(args.deadline_s), "--out", str(out)]
+            report["runs"].append(run_json(cmd, out, timeout=args.deadline_s * 2 + 240))
+            save(report, results_dir)
+    for chars in args.linearity:
+        out = work / f"linearity-{chars}.json"
+        cmd = [python, "bench/relay.py", "--streams", "10", "--layer", "memory", "--db", args.db,
+               "--reply-chars", str(chars), "--deadline-s", str(max(args.deadline_s, chars / 4 * 0.02 * 3 + 10)),
+               "--out", str(out)]
+        report["linearity"].append(run_json(cmd, out, timeout=600))
+        save(report, results_dir)
+    if not args.no_soak:
+        for layer in args.layers:
+            out = work / f"soak-{layer}.json"
+            cmd = [python, "bench/soak.py", "--cycles", "1000", "--answers", "200", "--rounds", "4", "--layer", layer,
+                   "--db", args.db, "--out", str(out)]
+            report["soak"][layer] = run_json(cmd, out, timeout=600)
+            save(report, results_dir)
+    report["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    path = save(report, results_dir)
+    try:
+        from bench.plot import plot
+
+        print(f"plot: {plot(path)}", file=sys.stderr)
+    except ImportError as exc:
+        print(f"no plot ({exc}): pip install -r bench/requirements.txt", file=sys.stderr)
+    from bench.report import markdown
+
+    md = results_dir / f"{args.name}.md"
+    md.write_text(markdown(report))
+    print(f"results: {path}\ntables: {md}", file=sys.stderr)
+    return 0
+
+
+def save(report: dict, results_dir: Path) -> Path:
+    path = results_dir / f"{report['name']}.json"
+    slim = json.loads(json.dumps(report))
+    for run in slim["runs"] + slim["linearity"]:
+        if isinstance(run.get("site_log"), str):
+            run["site_log"] = run["site_log"][-1500:]
+    path.write_text(json.dumps(slim, indent=1) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
