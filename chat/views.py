@@ -38,6 +38,7 @@ def _ui_strings() -> dict[str, str]:
         "send": _("Send"),
         "stop": _("Stop"),
         "notSent": _("Not sent — the connection dropped."),
+        "queued": _("Not connected yet — your message will be sent as soon as the connection is back."),
         "sendAgain": _("Send again"),
         "dismiss": _("Dismiss"),
         "previousAnswer": _("Previous answer"),

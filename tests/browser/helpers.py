@@ -71,7 +71,9 @@ def start_answer(page: Page, emulator, text: str, *, reply: str = LONG_REPLY, **
 class NetworkCut:
     """A TCP proxy between the browser and daphne: `cut()` drops every open
     connection (what a flaky network does), and the next `refuse` websocket
-    handshakes are closed unanswered, while the server keeps writing the answer.
+    handshakes are closed unanswered, while the server keeps writing the answer;
+    between `hold()` and `release()` websocket handshakes wait unanswered (a
+    slow connection: the page stays "connecting").
 
     The page is loaded through `url`; cookies are per host, not per port.
     """
@@ -85,6 +87,8 @@ class NetworkCut:
         self.handshakes: list[float] = []  # monotonic times of websocket handshakes
         self.lock = threading.Lock()
         self.open: set[socket.socket] = set()
+        self.gate = threading.Event()
+        self.gate.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -113,6 +117,7 @@ class NetworkCut:
             if refuse:
                 client.close()
                 return
+            self.gate.wait(timeout=60)
         try:
             upstream = socket.create_connection(self.target)
         except OSError:
@@ -135,7 +140,14 @@ class NetworkCut:
                 pass
             conn.close()
 
+    def hold(self) -> None:
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
     def close(self) -> None:
+        self.release()
         self.listener.close()
         self.cut()
 

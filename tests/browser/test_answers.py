@@ -6,6 +6,7 @@ when its process is killed, and can be stopped by the button or by Esc.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 
@@ -122,6 +123,53 @@ def test_dropped_connection_shows_offline_reconnects_with_backoff_and_ends_exact
         assert gaps[2] >= gaps[0] and gaps[2] >= 0.45, gaps  # the delay grows
         expect(answer(page)).to_have_attribute("aria-busy", "true")  # resumed live
         expect_long_reply(page)
+    finally:
+        network.close()
+
+
+def test_message_sent_while_connecting_waits_and_goes_out_once(open_page, emulator, live_site):
+    network = NetworkCut(live_site.port)
+    network.hold()  # the websocket handshake hangs: the page is still connecting
+    try:
+        page = open_page(None)
+        page.goto(network.url + "/")
+        emulator.next(reply="Queued, then delivered.", interval_ms=10, chunk_chars=6)
+        send(page, "Typed before the connection was up")
+        expect(page.locator("#alert")).to_contain_text("will be sent", timeout=5_000)
+        expect(page.locator("#prompt")).to_have_value("Typed before the connection was up")
+        expect(page.locator("#send")).to_have_class(re.compile(r"\bis-queued\b"))
+        assert emulator.stats()["texts"] == 0
+
+        network.release()
+        page.wait_for_url(CONVERSATION_URL)
+        wait_done(page)
+        expect(answer(page).locator(".markdown")).to_have_text("Queued, then delivered.")
+        expect(page.locator(".msg-user")).to_have_count(1)
+        expect(page.locator(".msg-user").last).to_contain_text("Typed before the connection was up")
+        expect(page.locator("#prompt")).to_have_value("")
+        expect(page.locator("#alert")).to_be_hidden()
+        expect(page.locator("#send")).not_to_have_class(re.compile(r"\bis-queued\b"))
+        assert emulator.stats()["texts"] == 1
+    finally:
+        network.close()
+
+
+def test_emptying_the_box_cancels_a_queued_message(open_page, emulator, live_site):
+    network = NetworkCut(live_site.port)
+    network.hold()
+    try:
+        page = open_page(None)
+        page.goto(network.url + "/")
+        send(page, "Never mind")
+        expect(page.locator("#alert")).to_contain_text("will be sent", timeout=5_000)
+        page.fill("#prompt", "")
+        network.release()
+        expect(page.locator("#banner")).to_be_hidden(timeout=10_000)
+        page.fill("#prompt", "Now a fresh thought")  # the box works and nothing went out
+        expect(page.locator("#send")).to_be_enabled()
+        assert page.url == network.url + "/"
+        expect(page.locator(".msg-user")).to_have_count(0)
+        assert emulator.stats()["texts"] == 0
     finally:
         network.close()
 

@@ -58,6 +58,7 @@ export class ChatApp {
       onSend: (text) => this.send(text),
       onStop: () => this.stop(),
       onError: (text) => this.notices.showAlert(text),
+      onQueued: () => this.notices.showAlert(this.strings.queued),
     });
     this.socket = new ChatSocket(config.socketPath, {
       onOpen: () => this.onOpen(),
@@ -282,6 +283,8 @@ export class ChatApp {
   updateMode() {
     const mode = this.thread.liveAnswer() ? "stop" : this.thread.hasSending() ? "wait" : "send";
     this.composer.setMode(mode);
+    // A message queued while offline goes out once the open chat is loaded again.
+    if (this.awaiting === null) this.composer.flush();
   }
 
   // --- frames --------------------------------------------------------------
