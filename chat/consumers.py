@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 
 from chat import generation as gen
@@ -29,6 +30,12 @@ from chat.services.limits import LimitExceeded, limits_check
 logger = logging.getLogger(__name__)
 
 ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
+
+# Channel-layer events whose handlers never touch the database. Channels (4.2+)
+# hops to the one database thread to close stale connections before every
+# event it dispatches; for these that hop is pure cost, and it queued every
+# delta of every socket behind the database work of all of them.
+NO_DB_EVENTS = frozenset({"chat.delta", "chat.snapshot", "chat.done", "chat.message", "chat.conversation"})
 
 
 class ClientError(Exception):
@@ -103,6 +110,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def encode_json(cls, content) -> str:
         # No spaces, raw UTF-8: fewer bytes on the wire for every frame.
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+
+    async def dispatch(self, message: dict) -> None:
+        if message["type"] in NO_DB_EVENTS:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
 
     # ---- websocket handlers --------------------------------------------------
 

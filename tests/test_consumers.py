@@ -234,6 +234,31 @@ async def test_text_is_saved_about_once_a_second_not_per_delta(alice_ws, emulato
     assert all(frames[-1]["content"].startswith(text) for text in saves)
 
 
+async def test_deltas_reach_the_socket_without_a_trip_to_the_database_thread(
+    alice_ws, emulator, monkeypatch
+):
+    """Channels closes stale DB connections in the database thread before each
+    event it dispatches; the stream's events skip that hop (it queued every
+    delta behind all database work), commands keep it."""
+    import channels.consumer
+
+    hops = []
+    real = channels.consumer.aclose_old_connections
+
+    async def counting():
+        hops.append(1)
+        await real()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting)
+    await emulator.anext(reply="w" * 240, chunk_chars=4, interval_ms=2)  # 60 deltas
+    frames = await send_and_finish(alice_ws)
+    assert len([f for f in frames if f["type"] == "delta"]) == 60
+    assert frames[-1]["content"] == "w" * 240
+    # The chat.send command still closes stale connections first; the 60 deltas,
+    # the messages and `done` do not.
+    assert hops == [1]
+
+
 async def test_a_silent_upstream_still_refreshes_the_lease(alice_ws, emulator, settings):
     settings.CHAT_GENERATION_LEASE = 0.9  # refresh every 0.3 s while nothing arrives
     settings.CHAT_SAVE_INTERVAL = 0.1
