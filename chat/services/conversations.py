@@ -49,39 +49,43 @@ def title_from_exchange(question: str, answer: str) -> str:
     words = sentence.split()
     if len(words) < 2:
         heading = re.search(r"^#{1,3}\s+(.+)$", answer, flags=re.MULTILINE)
-        if heading:
-            words = re.sub(r"[`*_]+", "", heading.group(1)).split()
+        if not heading:
+            # "Hi there" says more than "There": keep the question as it was.
+            return title_from_text(question)
+        words = re.sub(r"[`*_]+", "", heading.group(1)).split()
     if not words:
         return title_from_text(question)
     title = " ".join(words[:TITLE_WORDS])
     if len(words) > TITLE_WORDS:
-        title += "…"
+        title = title.rstrip(",;:—-– ") + "…"
     title = title[:1].upper() + title[1:]
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-async def conversation_autotitle(*, conversation_id: int) -> Conversation | None:
+@sync_to_async
+def conversation_autotitle(*, conversation_id: int) -> Conversation | None:
     """After the first complete answer, replace the provisional title (the first
     line of the first message) with a short one. A title the user set is kept.
-    Returns the conversation when its title changed."""
-    conversation = await Conversation.objects.filter(pk=conversation_id).afirst()
+    Returns the conversation when its title changed. One trip to the database
+    thread (the queries are built there too, not on the event loop)."""
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is None:
         return None
-    answers = [
-        m async for m in conversation.messages.filter(
-            role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE
-        ).order_by("created_at", "id")[:2]
-    ]
+    answers = list(
+        conversation.messages.filter(role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE)
+        .select_related("parent")
+        .order_by("created_at", "id")[:2]
+    )
     if len(answers) != 1:
         return None
-    question = await Message.objects.filter(pk=answers[0].parent_id).afirst()
+    question = answers[0].parent
     if question is None or conversation.title != title_from_text(question.content):
         return None
     title = title_from_exchange(question.content, answers[0].content)
     if not title or title == conversation.title:
         return None
     conversation.title = title
-    await Conversation.objects.filter(pk=conversation_id).aupdate(title=title)
+    Conversation.objects.filter(pk=conversation_id).update(title=title)
     return conversation
 
 
