@@ -149,6 +149,16 @@ else:
             "OPTIONS": {"timeout": 20},
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL: readers never wait for the writer and a commit is one append, not a
+    # journal rewrite with two fsyncs; IMMEDIATE: a writing transaction takes the
+    # write lock up front instead of failing with "database is locked" midway.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI, persistent connections must stay off (Django docs, "Async
     # support"); psycopg 3's pool keeps connections warm instead.

@@ -68,3 +68,21 @@ def test_production_cookies_are_secure_httponly_samesite():
     result = manage("shell", "--no-imports", "-c", code, env=PRODUCTION)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "True", "Lax", "Lax", "True", "True"]
+
+
+def test_a_file_sqlite_database_runs_in_wal_mode(tmp_path):
+    """WAL: pages keep reading while an answer is saved; commits are cheap."""
+    db = tmp_path / "wal.sqlite3"
+    code = (
+        "import django; django.setup();"
+        "from django.db import connection;"
+        "cursor = connection.cursor();"
+        "print(cursor.execute('PRAGMA journal_mode').fetchone()[0], cursor.execute('PRAGMA synchronous').fetchone()[0])"
+    )
+    base = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "DJANGO_SETTINGS_MODULE": "gptalk_site.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        env={**base, "DATABASE_URL": f"sqlite:///{db}"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["wal", "1"]  # synchronous=NORMAL
