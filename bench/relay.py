@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -520,13 +521,15 @@ async def sample_process(pid: int, stop: asyncio.Event, interval: float = 0.2) -
     return {"rss_kb_peak": peak, "samples": samples}
 
 
-def start_py_spy(pid: int, path: Path, duration: int, fmt: str) -> subprocess.Popen:
+def start_py_spy(pid: int, path: Path, duration: int, fmt: str, delay: float = 0) -> subprocess.Popen:
     py_spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen(
-        [str(py_spy), "record", "--pid", str(pid), "--duration", str(duration), "--rate", "100",
-         "--nonblocking", "--format", fmt, "-o", str(path)] + (["--threads"] if fmt == "raw" else []),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    wait = ["sleep", str(delay), "&&"] if delay > 0 else []
+    command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(duration), "--rate", "100",
+         "--nonblocking", "--format", fmt, "-o", str(path)] + (["--threads"] if fmt == "raw" else [])
+    if wait:  # start later: the steady state of the streams rather than their start
+        return subprocess.Popen(["sh", "-c", " ".join(wait + [shlex.quote(c) for c in command])],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # --- one run -------------------------------------------------------------------------
@@ -654,8 +657,9 @@ async def site_phase(stack: Stack, cookies: list[str], args) -> dict:
         base = Path(args.py_spy)
         base.parent.mkdir(parents=True, exist_ok=True)
         duration = max(1, int(min(args.py_spy_s, args.deadline_s)))
-        profiles = [start_py_spy(pid, base.with_suffix(".txt"), duration, "raw"),
-                    start_py_spy(pid, base.with_suffix(".svg"), duration, "flamegraph")]
+        delay = args.py_spy_delay_s
+        profiles = [start_py_spy(pid, base.with_suffix(".txt"), duration, "raw", delay),
+                    start_py_spy(pid, base.with_suffix(".svg"), duration, "flamegraph", delay)]
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_process(pid, stop))
     threads0 = thread_cpu_seconds(pid)
@@ -809,6 +813,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra environment of the site (e.g. CHAT_SAVE_INTERVAL=3600); repeatable")
     parser.add_argument("--py-spy", default="", help="profile the site during the streams: PATH.txt (raw) + PATH.svg")
     parser.add_argument("--py-spy-s", type=float, default=20, help="seconds of profile from the first start")
+    parser.add_argument("--py-spy-delay-s", type=float, default=0,
+                        help="start the profile this many seconds after the first start (steady state)")
     parser.add_argument("--tag", default="", help="free text put into the prompts")
     parser.add_argument("--out", default="", help="write the JSON here (default: stdout)")
     args = parser.parse_args(argv)
