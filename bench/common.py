@@ -182,8 +182,9 @@ class Stack:
         write_log_install(self.db, self.database_url)
         return self
 
-    def start_site(self) -> SiteProcess:
-        self.site = SiteProcess(env=self.env)
+    def start_site(self, **extra_env: str) -> SiteProcess:
+        """The site under daphne; `extra_env` goes to this process only (not to manage.py)."""
+        self.site = SiteProcess(env={**self.env, **extra_env})
         return self.site
 
     def stop_site(self) -> None:

@@ -12,6 +12,17 @@ generation lifecycle), measured the same way.
 
 Prints one JSON object: RSS before/after per part, growth in KiB and percent,
 and the target (growth within 5%).
+
+What grows (a diagnosis, not a measurement: the probes themselves move RSS):
+
+    .venv/bin/python bench/soak.py --probe /tmp/probe --tracemalloc 25 [--site-env MALLOC_ARENA_MAX=2]
+    .venv/bin/python bench/memdiff.py /tmp/probe 1 5
+
+--probe DIR loads bench/memprobe/sitecustomize.py into the daphne process and
+signals it after the warm-up and after every round (SIGUSR1; SIGUSR2 with
+--probe-trim, which calls malloc_trim first): gc counts by type, channel-layer
+sizes, asyncio tasks and, with --tracemalloc N, a tracemalloc snapshot of N
+frames, all in DIR.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -68,7 +81,33 @@ def measure(pid: int, settle_s: float) -> int:
     return rss_kb(pid)
 
 
-def part(site, cookies, pid, *, count, parallel, settle_s, answer, rounds=1) -> dict:
+class Probe:
+    """Signals bench/memprobe/sitecustomize.py in the site process and waits for its report."""
+
+    def __init__(self, pid: int, directory: Path, *, trim: bool) -> None:
+        self.pid, self.directory, self.trim, self.count = pid, directory, trim, 0
+        self.reports: list[dict] = []
+
+    def __call__(self, label: str) -> dict:
+        self.count += 1
+        path = self.directory / f"probe-{self.count}.json"
+        os.kill(self.pid, signal.SIGUSR2 if self.trim else signal.SIGUSR1)
+        deadline = time.monotonic() + 300
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no probe report {path}")
+            time.sleep(0.2)
+        report = json.loads(path.read_text())
+        summary = {"label": label, "n": self.count, "rss_kb": report["rss_kb_before_collect"],
+                   "rss_kb_after_trim": report.get("rss_kb_after_trim"),
+                   "gc_objects": report["gc_objects"], "tasks_pending": report.get("tasks_pending"),
+                   "layers": report.get("layers"), "traced_kb": report.get("traced_kb")}
+        self.reports.append(summary)
+        print(json.dumps(summary), file=sys.stderr)
+        return summary
+
+
+def part(site, cookies, pid, *, count, parallel, settle_s, answer, rounds=1, probe=None) -> dict:
     """`count` cycles in `rounds` equal rounds, RSS after each: steady growth per round is a leak."""
     before = rss_kb(pid)
     per_round, runs = [], []
@@ -76,6 +115,8 @@ def part(site, cookies, pid, *, count, parallel, settle_s, answer, rounds=1) -> 
         share = count // rounds + (1 if r < count % rounds else 0)
         runs.append(asyncio.run(cycles(site, cookies, share, parallel, answer=answer)))
         per_round.append(measure(pid, settle_s))
+        if probe is not None:
+            probe(f"{'answers' if answer else 'connect_disconnect'} round {r + 1}")
     after = per_round[-1]
     run = {
         "cycles": count,
@@ -114,7 +155,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-s", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=4, help="measure RSS after each of this many rounds")
     parser.add_argument("--out", default="")
+    parser.add_argument("--probe", default="", metavar="DIR",
+                        help="memory probes of the site process into DIR (see above)")
+    parser.add_argument("--probe-trim", action="store_true", help="malloc_trim(0) before each probe")
+    parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                        help="with --probe: run the site with PYTHONTRACEMALLOC=FRAMES")
+    parser.add_argument("--site-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment of the site process (e.g. MALLOC_ARENA_MAX=2)")
     args = parser.parse_args(argv)
+    site_env = dict(item.split("=", 1) for item in args.site_env)
+    if args.probe:
+        Path(args.probe).mkdir(parents=True, exist_ok=True)
+        site_env["BENCH_TRACEMALLOC_DIR"] = str(Path(args.probe).resolve())
+        site_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parent / "memprobe"), os.environ.get("PYTHONPATH")])
+        )
+        if args.tracemalloc:
+            site_env["PYTHONTRACEMALLOC"] = str(args.tracemalloc)
+            # Tracing every allocation of Django's start-up takes ~40 s on the bench machine.
+            import tests.fixtures.site
+
+            tests.fixtures.site.START_TIMEOUT = max(tests.fixtures.site.START_TIMEOUT, 300.0)
 
     # Short answers: 40 characters, 8 per event, 5 ms apart.
     stack = Stack(db=args.db, layer=args.layer, redis_url=args.redis_url, interval_ms=5, chunk_chars=8)
@@ -122,20 +183,28 @@ def main(argv: list[str] | None = None) -> int:
                     "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     try:
         stack.start()
-        site = stack.start_site()
+        site = stack.start_site(**site_env)
         pid = site.process.pid
+        probe = Probe(pid, Path(args.probe), trim=args.probe_trim) if args.probe else None
         cookies = users_login(stack, users=args.users, form_logins=2)
         warm = asyncio.run(cycles(site, cookies, args.warmup, args.parallel, answer=False))
         if args.answers:
             asyncio.run(cycles(site, cookies, min(20, args.answers), args.parallel, answer=True))
         result["warmup"] = warm
         time.sleep(args.settle_s)
+        if probe is not None:
+            probe("after warm-up")
         result["connect_disconnect"] = part(site, cookies, pid, count=args.cycles, parallel=args.parallel,
-                                            settle_s=args.settle_s, answer=False, rounds=args.rounds)
+                                            settle_s=args.settle_s, answer=False, rounds=args.rounds,
+                                            probe=probe)
         if args.answers:
             result["with_answers"] = part(site, cookies, pid, count=args.answers, parallel=args.parallel,
-                                          settle_s=args.settle_s, answer=True, rounds=args.rounds)
+                                          settle_s=args.settle_s, answer=True, rounds=args.rounds,
+                                          probe=probe)
         result["rss_kb_final"] = rss_kb(pid)
+        if probe is not None:
+            result["probes"] = probe.reports
+            (Path(args.probe) / "site.log").write_text(site.output())
     finally:
         with contextlib.suppress(Exception):
             stack.close()
