@@ -30,6 +30,12 @@ class InMemoryChannelLayer(BaseInMemoryChannelLayer):
             return
         self._last_clean = now
         super()._clean_expired()
+        # channels drops an expired member (and one past group_expiry) from its
+        # groups but keeps the group's dict even when it is left empty: one
+        # dead entry per conversation whose socket missed an event, for the
+        # life of the process. group_discard already removes empty groups.
+        for group in [g for g, members in self.groups.items() if not members]:
+            del self.groups[group]
 
     async def flush(self) -> None:
         await super().flush()
