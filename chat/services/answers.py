@@ -55,7 +55,10 @@ def answer_begin(
         conversation, user_message, assistant = exchange_create(
             user=user, conversation=conversation, content=content, parent=parent, model=model
         )
-        messages = list(conversation.messages.order_by("created_at", "id"))
+        if conversation_id is None:
+            messages = [user_message]  # all a new conversation holds
+        else:
+            messages = list(conversation.messages.order_by("created_at", "id"))
     chain = branch_messages(messages=messages, leaf_id=user_message.pk)
     return Begun(
         conversation=conversation,

@@ -107,8 +107,11 @@ def exchange_create(
     Everything is written before the upstream is called, so a crash or a failed
     upstream never loses what the user typed.
     """
-    with transaction.atomic():
-        if conversation is None:
+    # savepoint=False: inside answer_begin's transaction a savepoint is two more
+    # statements for nothing (any error there rolls the whole start back).
+    with transaction.atomic(savepoint=False):
+        created = conversation is None
+        if created:
             conversation = conversation_create(user=user, first_text=content)
         user_message = Message.objects.create(
             conversation=conversation,
@@ -120,12 +123,13 @@ def exchange_create(
         assistant = assistant_placeholder_create(
             conversation=conversation, parent=user_message, model=model
         )
-        changes = {"updated_at": timezone.now()}
-        if not conversation.title:
-            # A chat created empty (e.g. with only a system prompt) gets its
-            # provisional title from its first message, like any other.
-            conversation.title = changes["title"] = title_from_text(content)
-        Conversation.objects.filter(pk=conversation.pk).update(**changes)
+        if not created:  # a new one was created with its title, just now
+            changes = {"updated_at": timezone.now()}
+            if not conversation.title:
+                # A chat created empty (e.g. with only a system prompt) gets its
+                # provisional title from its first message, like any other.
+                conversation.title = changes["title"] = title_from_text(content)
+            Conversation.objects.filter(pk=conversation.pk).update(**changes)
     return conversation, user_message, assistant
 
 
