@@ -319,14 +319,14 @@ async def _expected_command(world: World, kind: str, frame: dict) -> Expect:
         if parent is not missing and parent is not None:
             codes.add("bad_field")
     elif _id_ok(conversation):
-        if not await _own_conversation(world, conversation):
+        if parent is not missing and not _id_ok(parent, nullable=True):
+            codes.add("bad_field")  # a malformed field is refused before any lookup
+        elif not await _own_conversation(world, conversation):
             codes.add("not_found")
         else:
             maybe.add("busy")
             if parent is not missing:
-                if not _id_ok(parent, nullable=True):
-                    codes.add("bad_field")
-                elif parent is not None and not (
+                if parent is not None and not (
                     _in_db_range(parent)
                     and await Message.objects.filter(pk=parent, conversation_id=conversation).aexists()
                 ):
