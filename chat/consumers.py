@@ -145,7 +145,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not hasattr(self, "user"):
             return
         if self.watchdog is not None:
+            # Drop the reference too: the cancelled task keeps its CancelledError,
+            # whose traceback holds watch_streams' frame and so `self` — a cycle
+            # that kept this consumer, its scope and session until a full gc pass.
             self.watchdog.cancel()
+            self.watchdog = None
         await self.channel_layer.group_discard(gen.user_group(self.user.pk), self.channel_name)
         if self.watching is not None:
             await self.channel_layer.group_discard(
