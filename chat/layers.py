@@ -5,7 +5,9 @@ messages on each group_send and receive, and starts a task per group member:
 with N open sockets each delta costs O(N), so N streams cost O(N²) (measured:
 the top of the profile at 500 streams, see docs/performance.md). This subclass
 keeps the same semantics with the sweep at most once a second and a direct put
-into each member's queue.
+into each member's queue; events of plain values (every delta) are copied
+shallowly, and a channel keeps its queue while its consumer listens instead of
+getting a new one after every event it reads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ import asyncio
 from copy import deepcopy
 
 from channels.layers import InMemoryChannelLayer as BaseInMemoryChannelLayer
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _copy(message: dict) -> dict:
+    """A copy the sender can no longer change: shallow when every value is a
+    plain immutable value (deltas), deep otherwise."""
+    for value in message.values():
+        if type(value) not in _ATOMS:
+            return deepcopy(message)
+    return dict(message)
 
 
 class InMemoryChannelLayer(BaseInMemoryChannelLayer):
@@ -49,7 +62,7 @@ class InMemoryChannelLayer(BaseInMemoryChannelLayer):
         if not members:
             return
         # One copy for all members: receivers treat events as read-only.
-        item = (time.time() + self.expiry, deepcopy(message))
+        item = (time.time() + self.expiry, _copy(message))
         for channel in list(members):
             queue = self.channels.get(channel)
             if queue is None:
@@ -60,3 +73,21 @@ class InMemoryChannelLayer(BaseInMemoryChannelLayer):
                 queue.put_nowait(item)
             except asyncio.QueueFull:
                 pass  # as in channels: a flooded member misses this event (it heals by seq)
+
+    async def receive(self, channel: str) -> dict:
+        queue = self.channels.get(channel)
+        if queue is None:
+            self.require_valid_channel_name(channel)
+            queue = self.channels.setdefault(
+                channel, asyncio.Queue(maxsize=self.get_capacity(channel))
+            )
+        self._clean_expired()
+        try:
+            _, message = await queue.get()
+        except BaseException:
+            # The consumer stopped listening (its socket closed): forget the
+            # channel unless events wait in it (they expire with the sweep).
+            if queue.empty() and self.channels.get(channel) is queue:
+                del self.channels[channel]
+            raise
+        return message

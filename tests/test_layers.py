@@ -54,3 +54,43 @@ async def test_expired_messages_and_groups_are_still_swept():
     layer._clean_expired()
     assert channel not in layer.channels
     assert channel not in layer.groups.get("g", {})
+
+
+async def test_a_sender_changing_its_event_afterwards_changes_nothing_received():
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    flat = {"type": "x.y", "text": "abc", "seq": 1}
+    nested = {"type": "x.y", "message": {"content": "first"}, "ids": [1, 2]}
+    await layer.group_send("g", flat)
+    await layer.group_send("g", nested)
+    flat["text"] = "changed"
+    nested["message"]["content"] = "changed"
+    nested["ids"].append(3)
+    assert (await layer.receive(channel))["text"] == "abc"
+    got = await layer.receive(channel)
+    assert got["message"] == {"content": "first"} and got["ids"] == [1, 2]
+
+
+async def test_a_listening_channel_keeps_its_queue_and_a_closed_one_leaves_nothing():
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    await layer.group_send("g", {"type": "x.y", "seq": 1})
+    assert (await layer.receive(channel))["seq"] == 1
+    # Drained but still listened to: the same queue serves the next event.
+    queue = layer.channels[channel]
+    listener = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+    await layer.group_send("g", {"type": "x.y", "seq": 2})
+    assert (await listener)["seq"] == 2
+    assert layer.channels[channel] is queue
+    # The consumer goes away (its receive is cancelled): nothing of it remains.
+    listener = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+    listener.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await listener
+    await layer.group_discard("g", channel)
+    assert channel not in layer.channels
+    assert "g" not in layer.groups
