@@ -269,11 +269,14 @@ class GenerationManager:
         generation.closing = True
         generation.wake.set()
         await asyncio.shield(sender)
-        await asyncio.shield(self._finish(generation, status, error))
+        # After the first complete answer the conversation gets its short title
+        # (in the same trip to the database as the final save).
+        retitle = (
+            status == Message.Status.COMPLETE and generation.owner_id is not None and not cancelled_by_shutdown
+        )
+        await asyncio.shield(self._finish(generation, status, error, retitle=retitle))
         if cancelled_by_shutdown:
             raise asyncio.CancelledError
-        if status == Message.Status.COMPLETE and generation.owner_id is not None:
-            await self._retitle(generation)
 
     async def _publish(self, generation: Generation) -> None:
         """Publish what the answer received, as fast as the channel layer takes it.
@@ -290,21 +293,6 @@ class GenerationManager:
                 await self.layer.group_send(group, generation.take_event())
             if generation.closing:
                 return
-
-    async def _retitle(self, generation: Generation) -> None:
-        """Give the conversation a short title after its first answer; tell the owner's sockets."""
-        try:
-            conversation = await conversation_services.conversation_autotitle(
-                conversation_id=generation.conversation_id
-            )
-        except Exception:  # noqa: BLE001 - a title is cosmetic; never fail an answer for it
-            logger.exception("titling conversation %s failed", generation.conversation_id)
-            return
-        if conversation is not None:
-            await self.layer.group_send(
-                user_group(generation.owner_id),
-                {"type": "chat.conversation", "conversation": conversation_data(conversation)},
-            )
 
     async def _flush_forever(self) -> None:
         while True:
@@ -335,10 +323,13 @@ class GenerationManager:
         await conversation_services.messages_save_progress(rows=rows)
         return len(rows)
 
-    async def _finish(self, generation: Generation, status: str, error: str) -> None:
+    async def _finish(self, generation: Generation, status: str, error: str, *, retitle: bool) -> None:
+        retitled = None
         try:
-            await conversation_services.message_finish(
+            retitled = await conversation_services.answer_finish(
                 message_id=generation.message_id,
+                conversation_id=generation.conversation_id,
+                retitle=retitle,
                 content=generation.text,
                 status=status,
                 error=error,
@@ -361,6 +352,11 @@ class GenerationManager:
                     "error": error or None,
                     "seq": generation.seq,
                 },
+            )
+        if retitled is not None:
+            await self.layer.group_send(
+                user_group(generation.owner_id),
+                {"type": "chat.conversation", "conversation": conversation_data(retitled)},
             )
 
     # -- answers whose process died -------------------------------------------

@@ -7,14 +7,18 @@ pytest_plugins = ["tests.fixtures.emulator"]
 
 @pytest.fixture(autouse=True)
 def _fresh_gptalk_state():
-    """The provider's token state is per process; every test starts logged out."""
+    """The provider's token state and the cached provider rows are per process;
+    every test starts logged out, with the rows read afresh."""
+    from chat.providers.registry import provider_rows_forget
     from chat.services.gptalk import GPTalk
 
     GPTalk._auth = None
     GPTalk.used_times = 0
+    provider_rows_forget()  # rows a rolled-back test created sent no signal
     yield
     GPTalk._auth = None
     GPTalk.used_times = 0
+    provider_rows_forget()
 
 
 @pytest.fixture

@@ -99,8 +99,28 @@ async def test_a_gptalk_row_replaces_the_builtin_one(emulator):
     await Provider.objects.acreate(name="Local GPTalk", kind="gptalk", order=3)
     await Provider.objects.acreate(name="Ollama", kind="openai", base_url="http://h/v1", order=1)
     assert names(await registry.providers_enabled()) == ["Ollama", "Local GPTalk"]
-    await Provider.objects.filter(kind="gptalk").aupdate(enabled=False)
+    row = await Provider.objects.aget(kind="gptalk")
+    row.enabled = False
+    await row.asave()  # as the admin saves it: seen at once
     assert names(await registry.providers_enabled()) == ["Ollama"]
+
+
+async def test_provider_rows_are_read_once_per_ttl_and_a_save_is_seen_at_once(emulator, monkeypatch):
+    monkeypatch.setattr(registry, "ROWS_TTL", 60)
+    await Provider.objects.acreate(name="Ollama", kind="openai", base_url="http://h/v1", order=1)
+    assert "Ollama" in names(await registry.providers_enabled())
+    # A change that sends no signal here (another process, a bulk update): the
+    # rows already read still answer — no query per answer...
+    await Provider.objects.filter(name="Ollama").aupdate(enabled=False)
+    assert "Ollama" in names(await registry.providers_enabled())
+    # ...until the TTL has passed.
+    monkeypatch.setattr(registry, "_rows", (0.0, registry._rows[1]))
+    assert "Ollama" not in names(await registry.providers_enabled())
+    # Adding or deleting through the ORM in this process: seen at once.
+    await Provider.objects.acreate(name="vLLM", kind="openai", base_url="http://v/v1", order=2)
+    assert "vLLM" in names(await registry.providers_enabled())
+    await (await Provider.objects.aget(name="vLLM")).adelete()
+    assert "vLLM" not in names(await registry.providers_enabled())
 
 
 async def test_env_variables_add_an_openai_provider(emulator, settings, monkeypatch):

@@ -31,6 +31,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from django.db.models.signals import post_delete, post_save
+
 from chat.models import Message
 from chat.models import Provider as ProviderRow
 from chat.services.gptalk_http import setting
@@ -116,9 +118,29 @@ def providers_from(rows: list[ProviderRow]) -> list[ChatProvider]:
     return [provider for _rank, provider in ranked if provider.working]
 
 
+# The provider rows, read at most once per ROWS_TTL seconds instead of once per
+# answer (a trip to the database thread each); a change saved in this process
+# is seen at once, one saved in another process within ROWS_TTL.
+ROWS_TTL = 2.0
+_rows: tuple[float, list[ProviderRow]] | None = None
+
+
+def provider_rows_forget(**_kwargs) -> None:
+    global _rows
+    _rows = None
+
+
+post_save.connect(provider_rows_forget, sender=ProviderRow, dispatch_uid="provider-rows-forget-save")
+post_delete.connect(provider_rows_forget, sender=ProviderRow, dispatch_uid="provider-rows-forget-delete")
+
+
 async def providers_enabled() -> list[ChatProvider]:
-    """The providers that may answer now, in fallback order (one small query)."""
-    return providers_from([row async for row in ProviderRow.objects.all()])
+    """The providers that may answer now, in fallback order."""
+    global _rows
+    now = time.monotonic()
+    if _rows is None or _rows[0] <= now:
+        _rows = (now + ROWS_TTL, [row async for row in ProviderRow.objects.all()])
+    return providers_from(_rows[1])
 
 
 # --- which models -----------------------------------------------------------------

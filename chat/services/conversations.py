@@ -1,12 +1,16 @@
 """Writes on conversations and messages. Callers have already checked ownership
 through chat.selectors, or pass the user so that the check happens here."""
 
+import logging
+
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from django.utils import timezone
 
 from chat.models import Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
 
@@ -62,12 +66,10 @@ def title_from_exchange(question: str, answer: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-@sync_to_async
 def conversation_autotitle(*, conversation_id: int) -> Conversation | None:
     """After the first complete answer, replace the provisional title (the first
     line of the first message) with a short one. A title the user set is kept.
-    Returns the conversation when its title changed. One trip to the database
-    thread (the queries are built there too, not on the event loop)."""
+    Returns the conversation when its title changed."""
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is None:
         return None
@@ -161,9 +163,11 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
             )
 
 
-async def message_finish(
+@sync_to_async
+def answer_finish(
     *,
     message_id: int,
+    conversation_id: int,
     content: str,
     status: str,
     error: str = "",
@@ -172,14 +176,19 @@ async def message_finish(
     duration_ms: int,
     provider: str = "",
     model: str = "",
-) -> None:
-    """The one final write of an answer, whatever way it ended.
+    retitle: bool = False,
+) -> Conversation | None:
+    """The one final write of an answer, whatever way it ended, and with
+    `retitle` the conversation's short title after its first complete answer —
+    one trip to the database thread for both.
 
     `provider` names the provider that answered (or was asked); `model`, the model
-    id it answered with, replaces the requested one unless empty.
+    id it answered with, replaces the requested one unless empty. Returns the
+    conversation when its title changed. A failed title never undoes the answer
+    (it is saved first) and is only logged: a title is cosmetic.
     """
     fields = {"model": model} if model else {}
-    await Message.objects.filter(pk=message_id).aupdate(
+    Message.objects.filter(pk=message_id).update(
         content=content,
         status=status,
         error=error,
@@ -190,6 +199,14 @@ async def message_finish(
         updated_at=timezone.now(),
         **fields,
     )
+    if not retitle or status != Message.Status.COMPLETE:
+        return None
+    try:
+        with transaction.atomic():
+            return conversation_autotitle(conversation_id=conversation_id)
+    except Exception:  # noqa: BLE001 - never fail an answer for its title
+        logger.exception("titling conversation %s failed", conversation_id)
+        return None
 
 
 INTERRUPTED_ERROR = "The server stopped while this answer was being written."
