@@ -53,3 +53,11 @@ async def amessage_get(*, user, message_id: int) -> Message:
 def conversation_stats_for_admin(queryset):
     """Annotate a conversation queryset with its message count (one query, no N+1)."""
     return queryset.annotate(message_count=Count("messages"))
+
+
+async def message_states(*, message_ids: list[int]) -> dict[int, dict]:
+    """Status, text and error of answers by id, in one query: what a socket that
+    lost track of an answer needs to end it. No owner check: called only for
+    answers of a conversation the socket's user already opened."""
+    rows = Message.objects.filter(pk__in=message_ids).values("pk", "status", "content", "error")
+    return {row["pk"]: row async for row in rows}

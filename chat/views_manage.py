@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import generation
+from chat import events
 from chat.search import conversation_search
 from chat.selectors import NotFound, conversation_get, message_list
 from chat.serializers import conversation_data, message_data
@@ -83,8 +83,8 @@ def _tell_other_tabs(request: HttpRequest, conversation) -> None:
     if layer is None:
         return
     async_to_sync(layer.group_send)(
-        generation.user_group(request.user.pk),
-        {"type": "chat.conversation", "conversation": conversation_data(conversation)},
+        events.user_group(request.user.pk),
+        events.conversation(data=conversation_data(conversation), user=request.user.pk),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
@@ -11,7 +11,7 @@ from chat.models import Conversation, Message
 from chat.selectors import NotFound
 from chat.services.conversations import exchange_create
 from chat.services.history import branch_messages, upstream_messages
-from chat.services.limits import user_limits_check
+from chat.services.limits import Allowance, user_limits_check
 
 ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
 NEWEST = object()  # "after the newest message", when the frame names no parent
@@ -28,6 +28,7 @@ class Begun:
     user_message: Message
     assistant: Message
     history: list[dict]  # what goes upstream
+    allowance: Allowance  # what the user may still start after this one
 
 
 @sync_to_async
@@ -40,7 +41,7 @@ def answer_begin(
 
     Raises LimitExceeded, NotFound (not theirs or missing), Busy.
     """
-    user_limits_check(user=user, message_chars=len(content))
+    allowance = user_limits_check(user=user, message_chars=len(content))
     with transaction.atomic():
         if conversation_id is None:
             conversation, parent = None, None
@@ -66,6 +67,7 @@ def answer_begin(
         user_message=user_message,
         assistant=assistant,
         history=upstream_messages(conversation=conversation, chain=chain),
+        allowance=replace(allowance, starts=allowance.starts - 1),
     )
 
 
