@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from chat.models import Conversation, Message
 from chat.selectors import NotFound
 from chat.services.conversations import exchange_create
+from chat.services.db import concurrent_on_postgres
 from chat.services.history import branch_messages, upstream_messages
 from chat.services.limits import Allowance, user_limits_check
 
@@ -31,7 +31,7 @@ class Begun:
     allowance: Allowance  # what the user may still start after this one
 
 
-@sync_to_async
+@concurrent_on_postgres
 def answer_begin(
     *, user, conversation_id: int | None, content: str, parent_id=NEWEST, model: str = ""
 ) -> Begun:

@@ -3,12 +3,11 @@ through chat.selectors, or pass the user so that the check happens here."""
 
 import logging
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
-
 from django.utils import timezone
 
 from chat.models import Conversation, Message
+from chat.services.db import concurrent_on_postgres
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def assistant_placeholder_create(
     )
 
 
-@sync_to_async
+@concurrent_on_postgres
 def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
     """Save the text so far of several answers in progress: (message id, text,
     delta count) each, in one transaction. An answer that has meanwhile ended
@@ -163,7 +162,7 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
             )
 
 
-@sync_to_async
+@concurrent_on_postgres
 def answer_finish(
     *,
     message_id: int,
