@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import READ_TIMEOUT, LiveSite
+from tests.browser.conftest import READ_TIMEOUT, LiveSite, artifact_path
 from tests.browser.helpers import CONVERSATION_URL, answer, send, wait_done
 from tests.fixtures.site import manage, site_env, sqlite_url
 
@@ -132,3 +132,90 @@ def test_math_and_code_colours_load_when_an_answer_needs_them(open_page, emulato
     assert any(re.search(r"/vendor/katex/katex\.min\.[0-9a-f]{12}\.css$", u) for u in fetched), fetched
     grammars = [u for u in fetched if "/languages/" in u]
     assert len(grammars) == 1 and "/python.min." in grammars[0], grammars
+
+
+# ---- the sidebar: groups, pages, search ------------------------------------------------
+
+
+def day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def dated_history(now: datetime) -> list[tuple[str, timedelta]]:
+    """Two chats in each recent group, then 121 older ones over several months (UTC days)."""
+    midnight = day_start(now)
+    at = {
+        "today": midnight + (now - midnight) / 2,
+        "yesterday": midnight - timedelta(hours=12),
+        "week": midnight - timedelta(days=3),
+        "month": midnight - timedelta(days=20),
+    }
+    history = [(f"{group} {i}", now - when + timedelta(minutes=i)) for group, when in at.items() for i in range(2)]
+    history += [(f"older {i:03}", now - midnight + timedelta(days=40 + i)) for i in range(121)]
+    return history
+
+
+def group_headings(page) -> list[str]:
+    return page.locator("#conv-list .conv-group-heading").all_inner_texts()
+
+
+def scroll_sidebar_to_end(page) -> None:
+    page.locator("#conv-scroll").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+
+
+def test_sidebar_is_grouped_by_date_and_loads_pages_as_it_scrolls(open_page, live_site):
+    forget_conversations(live_site)
+    now = datetime.now(UTC)
+    history = dated_history(now) + [("Pinned heron notes", timedelta(days=70))]
+    seed_conversations(live_site, history, pinned={"Pinned heron notes"})
+    page = open_page("/", timezone_id="UTC")
+    links = page.locator("#conv-list a.conv")
+    expect(links).to_have_count(50)  # the first page only
+    months = sorted({(now - age).strftime("%Y-%m") for title, age in history if title.startswith("older")}, reverse=True)
+    first_month = datetime.strptime(months[0], "%Y-%m").strftime("%B %Y")
+    assert group_headings(page)[:6] == [
+        "Pinned", "Today", "Yesterday", "Previous 7 days", "Previous 30 days", first_month,
+    ]
+    expect(page.locator("#conv-list .conv-group[data-group='today'] a.conv")).to_have_text(["today 0", "today 1"])
+
+    scroll_sidebar_to_end(page)
+    expect(links).to_have_count(100)
+    scroll_sidebar_to_end(page)
+    expect(links).to_have_count(len(history))
+    expect(page.locator("#conv-more")).to_be_hidden()
+    ids = links.evaluate_all("els => els.map(a => a.dataset.id)")
+    assert len(set(ids)) == len(history)  # no chat twice across pages
+    titles = links.all_inner_texts()
+    assert titles[-1] == "older 120" and titles[0] == "Pinned heron notes"
+    expected_months = [datetime.strptime(m, "%Y-%m").strftime("%B %Y") for m in months]
+    assert group_headings(page)[5:] == expected_months
+
+
+def test_sidebar_groups_in_russian(open_page, live_site):
+    forget_conversations(live_site)
+    seed_conversations(live_site, dated_history(datetime.now(UTC))[:8] + [("Старый чат", timedelta(days=400))],
+                       pinned={"today 0"})
+    page = open_page("/", locale="ru-RU", timezone_id="UTC")
+    expect(page.locator("#conv-list a.conv")).to_have_count(9)
+    headings = group_headings(page)
+    assert headings[:5] == ["Закреплённые", "Сегодня", "Вчера", "Предыдущие 7 дней", "Предыдущие 30 дней"]
+    assert re.fullmatch(r"[А-ЯЁ][а-яё]+ \d{4} г\.", headings[5]), headings
+
+
+def test_search_marks_what_matched_as_text(open_page, emulator, live_site):
+    forget_conversations(live_site)
+    page = open_page("/")
+    emulator.next(reply="The grey HERON waits; a <b>heron</b> never hurries.")
+    send(page, "Tell me about the heron <img src=x onerror=alert(1)>")
+    page.wait_for_url(CONVERSATION_URL)
+    wait_done(page)
+    page.fill("#conv-search", "heron")
+    hit = page.locator("#search-list a.conv").first
+    expect(hit).to_be_visible()
+    marks = hit.locator("mark")
+    expect(marks.first).to_be_visible()
+    assert {m.lower() for m in marks.all_inner_texts()} == {"heron"}
+    # Markup in titles and messages stays text: no element but <mark> inside a hit.
+    assert hit.locator(":scope *:not(span):not(mark)").count() == 0
+    assert "<img" in hit.inner_text() or "<b>" in hit.inner_text()
+    page.screenshot(path=str(artifact_path("search-marks.png")))
