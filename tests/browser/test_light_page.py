@@ -219,3 +219,20 @@ def test_search_marks_what_matched_as_text(open_page, emulator, live_site):
     assert hit.locator(":scope *:not(span):not(mark)").count() == 0
     assert "<img" in hit.inner_text() or "<b>" in hit.inner_text()
     page.screenshot(path=str(artifact_path("search-marks.png")))
+
+
+def test_an_old_chat_with_a_new_message_moves_to_today(open_page, emulator, live_site):
+    forget_conversations(live_site)
+    seed_conversations(live_site, [("Fresh chat", timedelta(minutes=5)), ("Lonely old chat", timedelta(days=400))])
+    page = open_page("/", timezone_id="UTC")
+    old_group = page.locator("#conv-list .conv-group", has=page.locator("a.conv", has_text="Lonely old chat"))
+    expect(old_group).to_have_count(1)
+    old_key = old_group.get_attribute("data-group")
+    assert re.fullmatch(r"\d{4}-\d{2}", old_key)
+    page.locator("#conv-list a.conv", has_text="Lonely old chat").click()
+    emulator.next(reply="Back again.")
+    send(page, "Picking this up again")
+    wait_done(page)
+    today = page.locator("#conv-list .conv-group[data-group='today'] a.conv")
+    expect(today).to_have_text(["Lonely old chat", "Fresh chat"])
+    expect(page.locator(f"#conv-list .conv-group[data-group='{old_key}']")).to_have_count(0)
