@@ -64,8 +64,8 @@ def conversation_page(
     *, user, before: str | None = None, size: int = SIDEBAR_PAGE_SIZE
 ) -> ConversationPage:
     """One page of the sidebar, in one query: pinned first, then newest first.
-    Keyset pagination: `before` is the cursor the previous page returned, so a
-    page costs the same at the 5th chat as at the 5,000th."""
+    Keyset pagination: `before` is the cursor the previous page returned (no
+    OFFSET; a chat created meanwhile shifts nothing, none is skipped or repeated)."""
     rows = Conversation.objects.for_user(user).order_by("-pinned", "-updated_at", "-id")
     if before:
         rows = rows.filter(_after_cursor(before))
