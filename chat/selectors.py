@@ -65,7 +65,7 @@ def conversation_page(
 ) -> ConversationPage:
     """One page of the sidebar, in one query: pinned first, then newest first.
     Keyset pagination: `before` is the cursor the previous page returned (no
-    OFFSET; a chat created meanwhile shifts nothing, none is skipped or repeated)."""
+    OFFSET, and a chat created meanwhile does not shift the later pages)."""
     rows = Conversation.objects.for_user(user).order_by("-pinned", "-updated_at", "-id")
     if before:
         rows = rows.filter(_after_cursor(before))
