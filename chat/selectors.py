@@ -107,11 +107,6 @@ async def amessage_get(*, user, message_id: int) -> Message:
         raise NotFound(f"Message {message_id} was not found.") from None
 
 
-def conversation_stats_for_admin(queryset):
-    """Annotate a conversation queryset with its message count (one query, no N+1)."""
-    return queryset.annotate(message_count=Count("messages"))
-
-
 # ---- search over a person's own conversations: titles and message text ----
 
 @dataclass(frozen=True)
@@ -184,3 +179,9 @@ def search_snippet(text: str, query: str) -> str:
     start = max(0, at - SNIPPET_CHARS // 3)
     piece = flat[start : start + SNIPPET_CHARS]
     return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(flat) else "")
+
+
+def conversation_stats_for_admin(queryset):
+    """Annotate a conversation queryset with its message count (one query, no N+1)."""
+    return queryset.annotate(message_count=Count("messages"))
+
