@@ -184,4 +184,3 @@ def search_snippet(text: str, query: str) -> str:
 def conversation_stats_for_admin(queryset):
     """Annotate a conversation queryset with its message count (one query, no N+1)."""
     return queryset.annotate(message_count=Count("messages"))
-
