@@ -104,6 +104,10 @@ def test_cold_chat_page_is_small_hashed_compressed_and_cached_for_a_year(open_pa
         assert max_age >= 365 * 24 * 3600, request.url
         if re.search(r"\.(js|mjs|css)$", request.url):
             assert response.headers.get("content-encoding") == "gzip", request.url
+    # A plain (unhashed) name may change with the next release: never cached for long.
+    plain = page.request.get(live_site.url + "/static/chat/js/main.js")
+    assert plain.ok and "immutable" not in plain.headers["cache-control"]
+    assert int(re.search(r"max-age=(\d+)", plain.headers["cache-control"]).group(1)) <= 60
     # The whole app ran from hashed modules: the socket connected and the composer works.
     page.fill("#prompt", "hello")
     expect(page.locator("#send")).to_be_enabled()
