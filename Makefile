@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv migrate clean browser
+.PHONY: run test venv migrate static clean browser
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ venv: $(VENV)/.installed
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
-run: migrate
+# Hashed, gzipped copies of static/ in staticfiles/ (what whitenoise serves with DEBUG off).
+static: venv
+	$(PY) manage.py collectstatic --noinput -v0
+
+run: migrate static
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 # Browser tests drive Debian's Chromium through Playwright (Playwright's own

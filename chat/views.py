@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from chat.forms import SignupForm
-from chat.selectors import NotFound, conversation_get, conversation_list, message_list
+from chat.selectors import NotFound, conversation_get, conversation_page, message_list
 from chat.serializers import message_data
 
 
@@ -83,7 +83,11 @@ def _management_urls() -> dict[str, str]:
 
 
 def _chat_page(request: HttpRequest, *, conversation=None) -> HttpResponse:
-    conversations = conversation_list(user=request.user)
+    # The sidebar's first page; the rest comes from /api/conversations/ as the list scrolls.
+    page = conversation_page(user=request.user)
+    conversations = page.conversations
+    if conversation and conversation not in conversations:
+        conversations = [*conversations, conversation]  # the open chat is always listed
     messages = message_list(conversation=conversation) if conversation else []
     config = {
         "conversation": conversation.pk if conversation else None,
@@ -100,6 +104,7 @@ def _chat_page(request: HttpRequest, *, conversation=None) -> HttpResponse:
     }
     context = {
         "conversations": conversations,
+        "conversations_next": page.next_cursor,
         "conversation": conversation,
         "messages_data": [message_data(m) for m in messages],
         "chat_config": config,

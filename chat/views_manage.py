@@ -21,8 +21,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import events
-from chat.search import conversation_search
-from chat.selectors import NotFound, conversation_get, message_list
+from chat.selectors import NotFound, conversation_get, conversation_search, message_list
 from chat.serializers import conversation_data, message_data
 from chat.services import export as export_services
 from chat.services import manage

@@ -224,7 +224,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` fills it (`make run` does); tests point it elsewhere.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
+# Hashed names and gzip copies (gptalk_site/staticfiles.py). Whitenoise serves a
+# hashed name as immutable for ten years, and any other name for a minute
+# (WHITENOISE_MAX_AGE's default), so an upgrade never leaves stale JavaScript.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "gptalk_site.staticfiles.StaticFilesStorage"},
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,6 +1,7 @@
 """The chat pages: who may see them, what they list, and that they stay cheap and script-safe."""
 
 import json
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -214,7 +215,11 @@ def test_conversation_page_query_count_is_constant(
 
 
 def test_static_assets_referenced_by_the_chat_page_exist(client, make_user):
-    from django.contrib.staticfiles import finders
+    """The page names the content-hashed copies, and collectstatic wrote them."""
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.templatetags.static import static
 
     client.force_login(make_user())
     body = client.get("/").content.decode()
@@ -224,8 +229,12 @@ def test_static_assets_referenced_by_the_chat_page_exist(client, make_user):
         "vendor/marked/marked.esm.js",
         "vendor/dompurify/purify.es.mjs",
     ):
-        assert f"/static/{path}" in body, path
-        assert finders.find(path), path
+        url = static(path)
+        stem, dot, suffix = path.rpartition(".")
+        assert re.fullmatch(rf"/static/{re.escape(stem)}\.[0-9a-f]{{12}}\.{suffix}", url), url
+        assert url in body, path
+        hashed = Path(settings.STATIC_ROOT, url.removeprefix("/static/"))
+        assert hashed.is_file() and hashed.with_name(hashed.name + ".gz").is_file(), url
 
 
 def test_our_code_has_no_html_injection_sinks():
