@@ -458,6 +458,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "status": event["status"],
             "error": event["error"],
         }
+        if event.get("model"):
+            frame["model"] = event["model"]
         final_seq = event.get("seq")
         if final_seq is not None:
             frame["seq"] = final_seq

@@ -351,6 +351,7 @@ class GenerationManager:
                     "content": generation.text,
                     "error": error or None,
                     "seq": generation.seq,
+                    "model": getattr(generation.upstream, "model", "") or None,
                 },
             )
         if retitled is not None:

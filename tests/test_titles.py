@@ -3,7 +3,7 @@ one after the first answer."""
 
 import pytest
 
-from chat.services.conversations import TITLE_CHARS, title_from_exchange, title_from_text
+from chat.services.titles import TITLE_CHARS, markdown_plain, title_from_exchange, title_from_text
 
 
 @pytest.mark.parametrize(
