@@ -91,8 +91,9 @@ export class Thread {
       if (!isLive(data) || !isLive(current)) Object.assign(current, data);
     } else {
       this.messages.set(data.id, { ...data, seq: null });
+      this.conversation = data.conversation; // a new chat learns its id from its first message
       this.choice.clear(); // a new message is shown at once, on the newest branch
-      if (this.conversation === data.conversation) saveChoices(this.conversation, this.choice);
+      saveChoices(this.conversation, this.choice);
     }
     this.dirty.add(data.id);
     this.schedule(true);
