@@ -40,9 +40,12 @@ def _page(request: HttpRequest, *, settings_form=None, delete_form=None, status:
                 "custom_instructions": current.custom_instructions,
             },
         )
+    password_form = PasswordChangeForm(user=request.user)
+    # Django focuses the old password; on a page of several forms nothing jumps ahead.
+    password_form.fields["old_password"].widget.attrs.pop("autofocus", None)
     context = {
         "settings_form": settings_form,
-        "password_form": PasswordChangeForm(user=request.user),
+        "password_form": password_form,
         "delete_form": delete_form or PasswordConfirmForm(user=request.user, prefix="delete"),
         "conversation_count": request.user.conversations.count(),
     }

@@ -14,6 +14,7 @@ chats through the real websocket, and saves:
   chat-settings-dark.png  the chat settings dialog (system prompt, share link, export), dark
   chat-search-dark.png  searching the chats, dark
   shared-light.png   the read-only page behind a share link
+  account-light.png  the account page (defaults of new chats, password, export, delete), whole page
 It also checks what it sees (URL replaced after the first answer, Markdown
 rendered, raw HTML from the model shown as text, Retry works) and exits 1 with
 a message when something is wrong.
@@ -300,6 +301,8 @@ def run(out: Path) -> int:
                 page.screenshot(path=out / "shared-light.png")
                 ctx.close()
 
+                account_page(browser, base, rich_url, out, problems)
+
                 # --- mobile ---------------------------------------------------------------
                 ctx = browser.new_context(
                     viewport={"width": 360, "height": 780},
@@ -336,6 +339,21 @@ def run(out: Path) -> int:
         print("FAIL:", line)
     print(f"screenshots in {out}")
     return 1 if failures else 0
+
+
+def account_page(browser, base: str, next_url: str, out: Path, problems: list[str]) -> None:
+    """The account page with custom instructions saved, light, as one long image."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
+    page = ctx.new_page()
+    watch_console(page, problems)
+    login(page, base, next_url)
+    page.click("#account-link")
+    page.fill("#id_custom_instructions", "Answer briefly. Prefer Python examples with type hints.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".notice")).to_be_visible()
+    page.mouse.move(0, 0)
+    page.screenshot(path=out / "account-light.png", full_page=True)
+    ctx.close()
 
 
 def login(page: Page, base: str, next_url: str) -> None:
