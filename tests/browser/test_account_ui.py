@@ -113,6 +113,15 @@ def test_a_system_prompt_set_first_gives_the_new_chat_its_address(open_page, emu
     page.reload()
     page.click("#conv-settings-btn")
     expect(page.locator("#system-prompt")).to_have_value("Answer in haiku.")
+    page.keyboard.press("Escape")
+    # Again from an open chat, through New chat (no reload in between).
+    page.click("#new-chat")
+    page.wait_for_url(re.compile(r".*/$"))
+    page.click("#conv-settings-btn")
+    page.fill("#system-prompt", "Answer in limericks.")
+    page.click("#settings-save")
+    page.wait_for_url(re.compile(rf".*/c/(?!{conversation_id}/)\d+/$"))
+    expect(page.locator("#conv-title")).to_have_text("Untitled chat")
 
 
 # ---- 7. the branch being read survives a reload -----------------------------------------
