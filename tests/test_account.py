@@ -60,7 +60,7 @@ def test_saved_defaults_apply_to_new_chats_only(client, make_user):
     assert AccountSettings.objects.get(user=me).custom_instructions == "Answer in French."
 
 
-def test_default_model_is_applied_and_offered_to_the_page(client, make_user, settings):
+def test_default_model_is_applied_and_offered_to_the_page(client, make_user):
     me = make_user("heron")
     AccountSettings.objects.create(user=me, default_model="GPTalk/gpt-4o", custom_instructions="Be kind.")
     client.force_login(me)
