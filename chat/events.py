@@ -16,7 +16,7 @@ ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
 
 DELTA = "chat.delta"  # message, conversation, seq, text, [reset]
 SNAPSHOT = "chat.snapshot"  # message, seq, content, [conversation]
-DONE = "chat.done"  # message, conversation, status, content, error, [seq]
+DONE = "chat.done"  # message, conversation, status, content, error, [seq], [model]
 MESSAGE = "chat.message"  # message (serialized)
 CONVERSATION = "chat.conversation"  # conversation (serialized), user
 BATCH = "chat.batch"  # events: deltas of one answer for one remote process, in order
@@ -53,10 +53,18 @@ def snapshot(*, message: int, seq: int, content: str) -> dict:
 
 
 def done(
-    *, message: int, conversation: int, status: str, content: str, error: str | None, seq: int | None = None
+    *,
+    message: int,
+    conversation: int,
+    status: str,
+    content: str,
+    error: str | None,
+    seq: int | None = None,
+    model: str = "",
 ) -> dict:
     """An answer ended. `seq` is its last seq when the process that ran it says so;
-    None when it was ended from the saved row (its process died)."""
+    None when it was ended from the saved row (its process died). `model` is the
+    model id that wrote it, when known."""
     event = {
         "type": DONE,
         "message": message,
@@ -67,6 +75,8 @@ def done(
     }
     if seq is not None:
         event["seq"] = seq
+    if model:
+        event["model"] = model
     return event
 
 

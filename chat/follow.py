@@ -102,6 +102,8 @@ class Follower:
         if message_id in self.wanted:
             self.wanted.remove(message_id)
         frame = {"type": "done", "message": message_id, "status": event["status"], "error": event["error"]}
+        if "model" in event:
+            frame["model"] = event["model"]
         final_seq = event.get("seq")
         if final_seq is not None:
             frame["seq"] = final_seq

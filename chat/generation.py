@@ -318,6 +318,7 @@ class GenerationManager:
                 content=generation.text,
                 error=error,
                 seq=generation.seq,
+                model=getattr(generation.upstream, "model", ""),
             ),
             group=events.conversation_group(generation.conversation_id),
             remotes=generation.remotes,

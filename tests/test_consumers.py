@@ -98,9 +98,11 @@ async def test_send_streams_answer_and_saves_everything(alice_ws, alice, emulato
         "content": REPLY,
         "error": None,
         "seq": len(deltas),
+        "model": "GPTalk/gpt-3.5-turbo",  # the model that wrote it (the emulator's default)
     }
 
     saved = await Message.objects.aget(pk=placeholder["message"]["id"])
+    assert saved.model == done["model"]
     assert saved.content == REPLY
     assert saved.status == Message.Status.COMPLETE
     # Upstream deltas counted one by one; those that arrived in one turn of the

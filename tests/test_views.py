@@ -185,12 +185,12 @@ def test_chat_page_query_count_is_constant(
     me = make_user()
     client.force_login(me)
     make_conversation(me, "One")
-    # session, user, conversation list
-    with django_assert_num_queries(3):
+    # session, user, conversation list, account defaults
+    with django_assert_num_queries(4):
         assert client.get("/").status_code == 200
     for i in range(25):
         make_conversation(me, f"Talk {i}")
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         assert client.get("/").status_code == 200
 
 
@@ -204,13 +204,13 @@ def test_conversation_page_query_count_is_constant(
         Message.objects.create(conversation=opened, role="user", content=f"q{i}")
         Message.objects.create(conversation=opened, role="assistant", content=f"a{i}")
     url = reverse("chat:conversation", args=[opened.pk])
-    # session, user, conversation list, the conversation, its messages
-    with django_assert_num_queries(5):
+    # session, user, conversation list, the conversation, its messages, account defaults
+    with django_assert_num_queries(6):
         assert client.get(url).status_code == 200
     for i in range(25):
         make_conversation(me, f"Talk {i}")
         Message.objects.create(conversation=opened, role="user", content=f"more {i}")
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         assert client.get(url).status_code == 200
 
 

@@ -15,6 +15,7 @@ the real websocket, and saves (one function per scene):
   chat-settings-dark.png  the chat settings dialog (system prompt, share link, export), dark
   chat-search-dark.png  searching the chats (what matched is marked), dark
   shared-light.png   the read-only page behind a share link
+  account-light.png  the account page (defaults of new chats, password, export, delete), whole page
 It also checks what it sees (URL replaced after the first answer, Markdown
 rendered, raw HTML from the model shown as text, Retry works) and exits 1 with
 a message when something is wrong.
@@ -325,6 +326,19 @@ def scene_shared(s: Session) -> None:
     page.context.close()
 
 
+def scene_account(s: Session) -> None:
+    """account-light.png: the account page with custom instructions saved, as one long image."""
+    page = s.page()
+    login(page, s.base, s.rich_url)
+    page.click("#account-link")
+    page.fill("#id_custom_instructions", "Answer briefly. Prefer Python examples with type hints.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".notice")).to_be_visible()
+    page.mouse.move(0, 0)
+    page.screenshot(path=s.out / "account-light.png", full_page=True)
+    page.context.close()
+
+
 def scene_mobile(s: Session) -> None:
     """chat-mobile.png and chat-mobile-menu.png at 360 px."""
     page = s.page(mobile=True)
@@ -351,6 +365,7 @@ def run_scenes(s: Session) -> None:
     scene_failed_and_retry(s, page)
     scene_search(s, scene_dark(s))
     scene_shared(s)
+    scene_account(s)
     scene_mobile(s)
 
 
@@ -377,6 +392,21 @@ def run(out: Path) -> int:
         print("FAIL:", line)
     print(f"screenshots in {out}")
     return 1 if session.failures or session.problems else 0
+
+
+def account_page(browser, base: str, next_url: str, out: Path, problems: list[str]) -> None:
+    """The account page with custom instructions saved, light, as one long image."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
+    page = ctx.new_page()
+    watch_console(page, problems)
+    login(page, base, next_url)
+    page.click("#account-link")
+    page.fill("#id_custom_instructions", "Answer briefly. Prefer Python examples with type hints.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".notice")).to_be_visible()
+    page.mouse.move(0, 0)
+    page.screenshot(path=out / "account-light.png", full_page=True)
+    ctx.close()
 
 
 def login(page: Page, base: str, next_url: str) -> None:
