@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -140,7 +141,9 @@ def test_head_of_the_chat_answers_like_get(client, make_user):
 
 def test_favicon_ico_leads_to_the_icon(client):
     response = client.get("/favicon.ico")
-    assert response.status_code == 302 and response["Location"].endswith("chat/favicon.svg")
+    # The hashed name of static/chat/favicon.svg (static files are content-addressed).
+    assert response.status_code == 302
+    assert re.fullmatch(r"/static/chat/favicon\.[0-9a-f]{12}\.svg", response["Location"]), response["Location"]
 
 
 def test_message_frames_say_which_model_wrote_an_answer(make_user):
