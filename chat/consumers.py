@@ -243,8 +243,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 raise _busy() from None
             raise
         self.allowance = begun.allowance
-        if early is not None and begun.history != guess:
-            await early.aclose()  # the new chat has more (e.g. a system prompt)
+        if early is not None and (begun.history != guess or begun.assistant.model != model):
+            # The new chat has more than its message (the account's custom
+            # instructions as its system prompt, or its default model).
+            await early.aclose()
             early = None
         conversation = begun.conversation
         await self.hub.watch(self, conversation.pk)
