@@ -1,4 +1,4 @@
-"""Unit tests of chat/services/gptalk.py with httpx.MockTransport.
+"""Unit tests of chat/upstream/gptalk.py with httpx.MockTransport.
 
 The product is tested against the real emulator in test_gptalk_integration.py;
 these cover what the emulator cannot produce (exact bytes of requests, odd
@@ -23,16 +23,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.services import gptalk_http
-from chat.services.errors import (
+from chat.upstream import http as upstream_http
+from chat.upstream.errors import (
     AuthError,
-    GPTalkError,
     ProtocolError,
     QuotaExceeded,
     StreamIncomplete,
+    UpstreamError,
     UpstreamUnavailable,
 )
-from chat.services.gptalk import (
+from chat.upstream.gptalk import (
     USER_AGENT,
     ContentReset,
     GPTalk,
@@ -133,8 +133,8 @@ async def collect(fake: FakeGPTalk, **kwargs) -> list[str]:
     return [delta async for delta in generate(fake, **kwargs)]
 
 
-async def failure(fake: FakeGPTalk, **kwargs) -> GPTalkError:
-    with pytest.raises(GPTalkError) as info:
+async def failure(fake: FakeGPTalk, **kwargs) -> UpstreamError:
+    with pytest.raises(UpstreamError) as info:
         await collect(fake, **kwargs)
     error = info.value
     assert error.message == str(error) and error.message
@@ -445,7 +445,7 @@ async def test_transport_errors_mid_stream(exc, error_type, words):
     fake = FakeGPTalk()
     fake.stream = lambda request: httpx.Response(200, content=raising_body(exc))
     seen: list[str] = []
-    with pytest.raises(GPTalkError) as info:
+    with pytest.raises(UpstreamError) as info:
         async for delta in generate(fake):
             seen.append(delta)
     assert seen == ["partial"]
@@ -546,13 +546,13 @@ def test_config_reads_django_settings(settings):
     settings.GPTALK_READ_TIMEOUT = 2.5
     settings.GPTALK_CONNECT_TIMEOUT = 1.5
     settings.GPTALK_TRANSPORT = "httpx"
-    config = gptalk_http.config_load()
+    config = upstream_http.config_load()
     assert config.base_url == "http://example.test:9"
     assert config.proxy == "http://proxy.test:3128"
     assert config.transport == "httpx"
     assert config.timeout == httpx.Timeout(connect=1.5, read=2.5, write=1.5, pool=1.5)
     # Arguments win.
-    config = gptalk_http.config_load(
+    config = upstream_http.config_load(
         base_url="http://b.test", proxy="http://p.test", transport="aiohttp"
     )
     assert (config.base_url, config.proxy, config.transport) == (
@@ -565,16 +565,16 @@ def test_config_reads_django_settings(settings):
 def test_config_rejects_bad_values(settings):
     settings.GPTALK_TRANSPORT = "curl"
     with pytest.raises(ValueError):
-        gptalk_http.config_load()
+        upstream_http.config_load()
     settings.GPTALK_TRANSPORT = "aiohttp"
     settings.GPTALK_READ_TIMEOUT = "soon"
     with pytest.raises(ValueError):
-        gptalk_http.config_load()
+        upstream_http.config_load()
 
 
 def test_config_without_django_reads_the_environment():
     script = (
-        "from chat.services.gptalk_http import config_load\n"
+        "from chat.upstream.http import config_load\n"
         "import django.conf\n"
         "c = config_load()\n"
         "assert not django.conf.settings.configured\n"
@@ -596,19 +596,19 @@ def test_config_without_django_reads_the_environment():
 
 
 async def test_one_shared_client_per_loop_proxy_and_transport():
-    a = gptalk_http.client_get(proxy=None, transport="aiohttp")
-    assert gptalk_http.client_get(proxy=None, transport="aiohttp") is a
-    b = gptalk_http.client_get(proxy="http://127.0.0.1:9", transport="aiohttp")
-    c = gptalk_http.client_get(proxy=None, transport="httpx")
+    a = upstream_http.client_get(proxy=None, transport="aiohttp")
+    assert upstream_http.client_get(proxy=None, transport="aiohttp") is a
+    b = upstream_http.client_get(proxy="http://127.0.0.1:9", transport="aiohttp")
+    c = upstream_http.client_get(proxy=None, transport="httpx")
     assert len({id(a), id(b), id(c)}) == 3
     await aclose_clients()
     assert a.is_closed and b.is_closed and c.is_closed
-    assert gptalk_http.client_get(proxy=None, transport="aiohttp") is not a
+    assert upstream_http.client_get(proxy=None, transport="aiohttp") is not a
 
 
 def test_clients_are_not_shared_between_loops():
     async def get():
-        client = gptalk_http.client_get(proxy=None, transport="httpx")
+        client = upstream_http.client_get(proxy=None, transport="httpx")
         await aclose_clients()
         return client
 
@@ -617,7 +617,7 @@ def test_clients_are_not_shared_between_loops():
 
 def test_clients_are_closed_when_their_loop_shuts_down():
     async def get():
-        return gptalk_http.client_get(proxy=None, transport="aiohttp")
+        return upstream_http.client_get(proxy=None, transport="aiohttp")
 
     client = asyncio.run(get())  # no aclose_clients(): asyncio.run's shutdown closes it
     assert client.is_closed
@@ -626,7 +626,7 @@ def test_clients_are_closed_when_their_loop_shuts_down():
 def test_aiohttp_client_proxies_through_its_own_transport():
     from httpx_aiohttp import AiohttpTransport
 
-    client = gptalk_http.client_create(proxy="http://127.0.0.1:3128", transport="aiohttp")
+    client = upstream_http.client_create(proxy="http://127.0.0.1:3128", transport="aiohttp")
     assert isinstance(client._transport, AiohttpTransport)
     assert str(client._transport.proxy.url) == "http://127.0.0.1:3128"
     assert not client._mounts  # nothing routes around the aiohttp transport

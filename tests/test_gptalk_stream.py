@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.services import gptalk_stream
-from chat.services.errors import GPTalkError, ProtocolError
-from chat.services.gptalk_stream import ContentReset, DeltaStream, content_delta, parse_line
+from chat.upstream import gptalk_stream
+from chat.upstream.errors import ProtocolError, UpstreamError
+from chat.upstream.gptalk_stream import ContentReset, DeltaStream, content_delta, parse_line
 
 # Text that model output really contains, including the separators that
 # str.splitlines / httpx's aiter_lines would wrongly split at.
@@ -107,7 +107,7 @@ def test_parse_line_reads_content_and_ignores_other_lines():
 def test_malformed_data_lines_raise_protocol_error(line):
     with pytest.raises(ProtocolError) as info:
         parse_line(line)
-    assert isinstance(info.value, GPTalkError)
+    assert isinstance(info.value, UpstreamError)
     assert info.value.message == str(info.value)
 
 

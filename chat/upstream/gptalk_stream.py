@@ -1,4 +1,4 @@
-"""The GPTalk answer stream (step 3 of /work/shared/gptalk-protocol.md): lines to deltas.
+"""The GPTalk answer stream (step 3 of docs/gptalk-protocol.md): lines to deltas.
 
 Kept free of I/O so that any chunking of the byte stream can be tested directly.
 
