@@ -88,10 +88,6 @@ class Message(models.Model):
         preview = self.content[:60].replace("\n", " ")
         return f"{self.role}: {preview}"
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL_STATUSES
-
 
 def validate_base_url(value: str) -> None:
     """An http(s) URL with a host; any host name, including one-word ones."""
