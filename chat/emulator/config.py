@@ -13,7 +13,7 @@ STREAM_FAULTS = frozenset({"stream_cut", "stream_malformed", "stream_stall", "st
 OPENAI_FAULTS = frozenset({"openai_401", "openai_404"})
 FAULTS = LOGIN_FAULTS | TEXT_FAULTS | STREAM_FAULTS | OPENAI_FAULTS
 
-# gptalk.net allowed 5 replies per free login (docs: gptalk-protocol.md, "Token lifecycle").
+# gptalk.net allowed 5 replies per free login (docs/gptalk-protocol.md, "The login token").
 TEXT_QUOTA = 5
 
 
