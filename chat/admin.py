@@ -81,7 +81,7 @@ class MessageAdmin(admin.ModelAdmin):
         return text if len(text) <= 80 else text[:79] + "…"
 
 
-# ---- providers (issue 8) -----------------------------------------------------------
+# ---- providers -------------------------------------------------------------------
 
 
 # Local servers (Ollama, vLLM, llama.cpp) are usually plain http: a URL typed without

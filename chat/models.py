@@ -105,7 +105,7 @@ def validate_base_url(value: str) -> None:
 
 
 class Provider(models.Model):
-    """An upstream that writes answers, configured by staff (issue: providers).
+    """An upstream that writes answers, configured by staff in the admin.
 
     The API key is write-only: the admin never shows it back and nothing sends
     it to a browser.

@@ -1,4 +1,4 @@
-"""JSON endpoints under /api/ for the logged-in browser (issue 8: the model picker)."""
+"""JSON endpoints under /api/ for the logged-in browser (the model picker reads them)."""
 
 from __future__ import annotations
 
