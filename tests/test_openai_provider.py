@@ -22,6 +22,7 @@ from chat.upstream.errors import (
 )
 from chat.upstream.http import aclose_clients
 from tests.fixtures.emulator import free_port
+
 # The shared cases and fixtures of both upstream clients' integration tests.
 from tests.test_gptalk_integration import (  # noqa: F401 - fixtures by name
     HANG,

@@ -17,9 +17,9 @@ from django.urls import reverse
 from chat.emulator.replies import default_reply
 from chat.models import Message, Provider
 from chat.providers import registry
-from chat.upstream.errors import AuthError, StreamIncomplete, UpstreamError, UpstreamUnavailable
 from chat.providers.gptalk import GPTalkProvider
 from chat.providers.openai import OpenAIProvider
+from chat.upstream.errors import AuthError, StreamIncomplete, UpstreamError, UpstreamUnavailable
 from tests.fixtures.emulator import free_port
 from tests.ws import connect, is_done, receive_until
 
