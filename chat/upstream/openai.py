@@ -67,11 +67,8 @@ class CompletionParser(DeltaStream):
     def complete(self) -> bool:
         return self.done or self.finished
 
-    def _keep(self, piece: bytes) -> None:
-        try:
-            super()._keep(piece)
-        except ProtocolError:
-            raise ProtocolError(f"{self.label} sent a stream line that is far too long.") from None
+    def _line_too_long(self) -> ProtocolError:
+        return ProtocolError(f"{self.label} sent a stream line that is far too long.")
 
     def _lines(self, lines: list[bytes]) -> list[str]:
         deltas: list[str] = []
