@@ -19,12 +19,12 @@ ProtocolError (ModelNotFound).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-__all__ = ["ChatProvider", "Messages"]
+from chat.upstream.http import Messages
 
-Messages = Sequence[Mapping[str, str]]
+__all__ = ["ChatProvider", "Messages"]
 
 
 class ChatProvider(ABC):

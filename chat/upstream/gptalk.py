@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import httpx
@@ -33,6 +33,7 @@ from .gptalk_stream import ContentReset, DeltaStream
 from .http import (
     TRANSPORT_ERRORS,
     Config,
+    Messages,
     Names,
     aclose_clients,
     client_get,
@@ -50,8 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-Messages = Sequence[Mapping[str, str]]
 
 DEFAULT_MODEL = "gpt-3.5-turbo"
 # gptalk.net allowed 5 replies per free login (docs/gptalk-protocol.md, "The login token").
@@ -71,6 +70,7 @@ NAMES = Names(
     requests="GPTalk requests",
 )
 INCOMPLETE = "The GPTalk answer was cut off before it was complete."
+
 
 def format_prompt(messages: Messages) -> str:
     """The `content` of the text request: one message alone, else a transcript.

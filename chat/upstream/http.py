@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
 import httpx
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .errors import StreamIncomplete, UpstreamError, UpstreamUnavailable
@@ -45,6 +46,9 @@ except ImportError:  # pragma: no cover - aiohttp is a dependency
     _AIOHTTP_ERRORS = ()
 TRANSPORT_ERRORS = (httpx.RequestError, TimeoutError, OSError, *_AIOHTTP_ERRORS)
 
+# What every client answers: [{"role": ..., "content": ...}, ...], oldest first.
+Messages = Sequence[Mapping[str, str]]
+
 TRANSPORTS = ("aiohttp", "httpx")
 # Every relayed answer holds one connection for its whole length.
 MAX_CONNECTIONS = 1000
@@ -55,8 +59,6 @@ SITE_SETTINGS_MODULE = "gptalk_site.settings"
 
 def setting(name: str, default: Any = None) -> Any:
     """The setting `name` (a blank string counts as unset, giving `default`)."""
-    from django.conf import settings
-
     try:
         value = getattr(settings, name, None)
     except (ImproperlyConfigured, ImportError):

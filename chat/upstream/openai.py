@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -32,9 +32,16 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .gptalk_stream import DeltaStream
-from .http import TRANSPORT_ERRORS, Config, Names, client_create, client_get, config_load, transport_error
-
-Messages = Sequence[Mapping[str, str]]
+from .http import (
+    TRANSPORT_ERRORS,
+    Config,
+    Messages,
+    Names,
+    client_create,
+    client_get,
+    config_load,
+    transport_error,
+)
 
 # How much of an upstream's own error text goes into a message a person reads.
 DETAIL_CHARS = 300
