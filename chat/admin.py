@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Count
 
 from chat.models import Conversation, Message, Provider
-from chat.providers.base import ProviderError
+from chat.upstream.errors import UpstreamError
 from chat.providers.registry import provider_from_row
 
 
@@ -81,7 +81,7 @@ class MessageAdmin(admin.ModelAdmin):
         return text if len(text) <= 80 else text[:79] + "…"
 
 
-# ---- providers (issue 8) -----------------------------------------------------------
+# ---- providers -------------------------------------------------------------------
 
 
 # Local servers (Ollama, vLLM, llama.cpp) are usually plain http: a URL typed without
@@ -164,7 +164,7 @@ class ProviderAdmin(admin.ModelAdmin):
         rows = list(queryset)
         results = async_to_sync(_check_all)(rows)
         for row, result in zip(rows, results, strict=True):
-            if isinstance(result, ProviderError):
+            if isinstance(result, UpstreamError):
                 text, level = f"{row.name} does not answer: {result.message}", messages.ERROR
             elif result:
                 listed = ", ".join(result[:CHECK_LISTED_MODELS])
@@ -182,15 +182,15 @@ CHECK_LISTED_MODELS = 20
 CHECK_TIMEOUT = 10.0
 
 
-async def _check_all(rows: list[Provider]) -> list[list[str] | ProviderError]:
+async def _check_all(rows: list[Provider]) -> list[list[str] | UpstreamError]:
     """Check every row at once; each result is its model names or its error."""
 
-    async def check(row: Provider) -> list[str] | ProviderError:
+    async def check(row: Provider) -> list[str] | UpstreamError:
         try:
             return await provider_from_row(row).check(timeout=CHECK_TIMEOUT)
         except ValueError as exc:  # a row the registry cannot use (no base URL)
-            return ProviderError(str(exc))
-        except ProviderError as exc:
+            return UpstreamError(str(exc))
+        except UpstreamError as exc:
             return exc
 
     return list(await asyncio.gather(*(check(row) for row in rows)))

@@ -33,8 +33,8 @@ from chat.models import Message
 from chat.providers.registry import answer_stream, providers_warm
 from chat.serializers import conversation_data
 from chat.services import conversations as conversation_services
-from chat.services.errors import GPTalkError
-from chat.services.gptalk import ContentReset
+from chat.upstream.errors import UpstreamError
+from chat.upstream.gptalk_stream import ContentReset
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class GenerationManager:
                 status = Message.Status.INTERRUPTED
                 error = conversation_services.INTERRUPTED_ERROR
                 cancelled_by_shutdown = True
-        except GPTalkError as exc:
+        except UpstreamError as exc:
             status, error = Message.Status.FAILED, exc.message
         except Exception:  # noqa: BLE001 - any bug must still end the answer as failed, not hang
             logger.exception("answer %s failed unexpectedly", generation.message_id)

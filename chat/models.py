@@ -88,10 +88,6 @@ class Message(models.Model):
         preview = self.content[:60].replace("\n", " ")
         return f"{self.role}: {preview}"
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL_STATUSES
-
 
 def validate_base_url(value: str) -> None:
     """An http(s) URL with a host; any host name, including one-word ones."""
@@ -109,7 +105,7 @@ def validate_base_url(value: str) -> None:
 
 
 class Provider(models.Model):
-    """An upstream that writes answers, configured by staff (issue: providers).
+    """An upstream that writes answers, configured by staff in the admin.
 
     The API key is write-only: the admin never shows it back and nothing sends
     it to a browser.

@@ -18,8 +18,8 @@ import pytest
 from django.test import AsyncClient
 
 from chat.models import Conversation, Message
-from chat.services import gptalk as gptalk_module
-from chat.services.gptalk import GPTalk
+from chat.upstream import gptalk as gptalk_module
+from chat.upstream.gptalk import GPTalk
 from tests.ws import connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]

@@ -178,9 +178,3 @@ async def message_mark_interrupted(*, message_id: int, stale_before) -> bool:
         updated_at__lt=stale_before,
     ).aupdate(status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now())
     return updated == 1
-
-
-def conversation_touch(*, conversation_id: int) -> None:
-    Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
-
-

@@ -1,7 +1,7 @@
 """The OpenAI-compatible chat API of the emulator, served on the same port as GPTalk's.
 
 What Ollama, vLLM, llama.cpp's server, LM Studio and OpenAI itself speak, reduced
-to what a chat client needs (issue 8):
+to what a chat client needs:
 
 - GET /v1/models: `{"object": "list", "data": [{"id", "object": "model", ...}]}`.
 - POST /v1/chat/completions with `{"model", "messages", "stream"}`. With
@@ -82,7 +82,7 @@ def _text_of(content: Any) -> str | None:
 
 
 def transcript(messages: list[dict[str, str]]) -> str:
-    """The prompt as the GPTalk client would send it (see chat.services.gptalk.format_prompt),
+    """The prompt as the GPTalk client would send it (see chat.upstream.gptalk.format_prompt),
     so that the default reply quotes the last user line whichever API asked."""
     if len(messages) == 1:
         return messages[0]["content"]
@@ -150,8 +150,9 @@ def stream_lines(plan: StreamPlan) -> Iterator[bytes | None]:
     # stream_cut (and the end of stream_malformed): the body ends without [DONE].
 
 
-class ChunkStream(EventStream):
-    """The SSE response of one streamed chat completion.
+class CompletionEventStream(EventStream):
+    """The SSE response of one streamed chat completion (what the client's
+    chat.upstream.openai.CompletionParser reads).
 
     Inherits the disconnect watcher and the `active_streams` gauge of the GPTalk
     stream; only the bytes differ.
@@ -266,7 +267,7 @@ class OpenAIAPI:
             }
         )
 
-    async def chat_completions(self, request: Request) -> Response | ChunkStream | WholeAnswer:
+    async def chat_completions(self, request: Request) -> Response | CompletionEventStream | WholeAnswer:
         """POST /v1/chat/completions."""
         parsed = parse_request(await request.body())
         if isinstance(parsed, str):
@@ -291,7 +292,7 @@ class OpenAIAPI:
         if not stream:
             return WholeAnswer(plan, model=model)
         self.state.counts["streams"] += 1
-        return ChunkStream(plan, self.state, model=model)
+        return CompletionEventStream(plan, self.state, model=model)
 
     def _refusal(self, spec: ReplySpec | None, model: str) -> Response | None:
         """The error answer a queued fault asks for, if it asks for one."""

@@ -1,10 +1,10 @@
 """Async client of the GPTalk API: an httpx port of gpt4free's `GPTalk` provider.
 
-The wire protocol is /work/shared/gptalk-protocol.md (the contract): log in, start a
+The wire protocol is docs/gptalk-protocol.md (the contract): log in, start a
 reply with the login token, then stream the reply with a one-use stream token.
 Configuration (GPTALK_URL, GPTALK_PROXY, timeouts, transport) and the shared
-connection pools live in gptalk_http.py; the stream parser and the delta logic in
-gptalk_stream.py. Errors are the typed ones of errors.py.
+connection pools live in http.py; the stream parser and the delta logic in
+gptalk_stream.py. Errors are the typed ones of errors.py, worded for GPTalk.
 
     async for delta in GPTalk.create_async_generator(messages=messages):
         text = str(delta) if isinstance(delta, ContentReset) else text + delta
@@ -17,24 +17,30 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import httpx
 
-from .errors import AuthError, ProtocolError, QuotaExceeded, StreamIncomplete
-from .gptalk_http import (
+from .errors import (
+    AuthError,
+    ProtocolError,
+    QuotaExceeded,
+    StreamIncomplete,
+    UpstreamUnavailable,
+)
+from .gptalk_stream import ContentReset, DeltaStream
+from .http import (
     TRANSPORT_ERRORS,
     Config,
+    Messages,
+    Names,
     aclose_clients,
     client_get,
     config_load,
     lock_get,
-    raise_for_status,
-    response_data,
-    upstream_error,
+    transport_error,
 )
-from .gptalk_stream import ContentReset, DeltaStream
 
 __all__ = [
     "GPTalk",
@@ -46,10 +52,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Messages = Sequence[Mapping[str, str]]
-
 DEFAULT_MODEL = "gpt-3.5-turbo"
-# gptalk.net allowed 5 replies per free login (gptalk-protocol.md, "Token lifecycle").
+# gptalk.net allowed 5 replies per free login (docs/gptalk-protocol.md, "The login token").
 MAX_TOKEN_USES = 5
 LOGIN_PATH = "/api/chatgpt/user/login"
 TEXT_PATH = "/api/chatgpt/chatapi/text"
@@ -58,6 +62,15 @@ USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/117.0.0.0 Safari/537.36"
 )
+# How the transport errors name this upstream.
+NAMES = Names(
+    service="the GPTalk service",
+    answer="the GPTalk answer",
+    url="the GPTalk URL",
+    requests="GPTalk requests",
+)
+INCOMPLETE = "The GPTalk answer was cut off before it was complete."
+
 
 def format_prompt(messages: Messages) -> str:
     """The `content` of the text request: one message alone, else a transcript.
@@ -127,7 +140,7 @@ class GPTalk:
     would be wrong. Apply them with
     `text = str(delta) if isinstance(delta, ContentReset) else text + delta`.
 
-    Errors are GPTalkError subclasses (chat/services/errors.py): AuthError,
+    Errors are UpstreamError subclasses (chat/upstream/errors.py): AuthError,
     QuotaExceeded, UpstreamUnavailable (incl. StreamIncomplete), ProtocolError.
     Closing the generator early (aclose, task cancelled) closes the HTTP stream.
     """
@@ -192,9 +205,9 @@ class GPTalk:
                 for delta in deltas.finish():
                     yield delta
         except TRANSPORT_ERRORS as exc:
-            raise upstream_error(exc, config, receiving=receiving) from exc
+            raise transport_error(exc, config, receiving=receiving, names=NAMES) from exc
         if not deltas.done:
-            raise StreamIncomplete()
+            raise StreamIncomplete(INCOMPLETE)
 
     # --- the login token -------------------------------------------------------
 
@@ -307,7 +320,43 @@ async def _post(
             timeout=config.timeout,
         )
     except TRANSPORT_ERRORS as exc:
-        raise upstream_error(exc, config, receiving=False) from exc
+        raise transport_error(exc, config, receiving=False, names=NAMES) from exc
+
+
+def raise_for_status(response: httpx.Response, step: str) -> None:
+    """Raise the typed error for a non-2xx answer to the `step` request."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    if status == 429:
+        raise QuotaExceeded(
+            "The GPTalk service says too many requests were made. Try again later.",
+            status_code=status,
+        )
+    if status >= 500:
+        raise UpstreamUnavailable(
+            f"The GPTalk service failed (HTTP {status}). Try again later.", status_code=status
+        )
+    if status in (401, 403):
+        raise AuthError(
+            f"The GPTalk service refused the {step} request (HTTP {status}).", status_code=status
+        )
+    raise ProtocolError(
+        f"The GPTalk service answered the {step} request with HTTP {status}.", status_code=status
+    )
+
+
+def response_data(response: httpx.Response, step: str) -> Any:
+    """The `data` member of a JSON object body (None when missing)."""
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        raise ProtocolError(
+            f"The GPTalk service answered the {step} request with something that is not JSON."
+        ) from exc
+    if not isinstance(body, dict):
+        raise ProtocolError(f"The GPTalk service's {step} answer is not a JSON object.")
+    return body.get("data")
 
 
 def _stream_token_of(data: Any) -> str | None:

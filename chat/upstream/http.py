@@ -1,41 +1,40 @@
-"""Configuration, shared HTTP clients and HTTP error mapping of the GPTalk service module.
+"""The shared HTTP side of every upstream client: settings, connection pools, transport errors.
 
-Settings come from `django.conf.settings` when Django is configured, else from
-environment variables of the same name, so the module also runs as a plain script:
+The settings are read from the site's settings module (gptalk_site/settings.py,
+which alone reads the environment), through `django.conf.settings` when Django
+is set up; a plain script without Django (the documented GPTalk examples,
+bench/) gets the same values, read from the same variables:
 
-    GPTALK_URL              base URL of the API (default: the built-in emulator)
-    GPTALK_PROXY            HTTP(S) proxy for every request (default: none)
+    GPTALK_URL              base URL of the GPTalk API (default: the built-in emulator)
+    GPTALK_PROXY            HTTP(S) proxy for every upstream request (default: none)
     GPTALK_CONNECT_TIMEOUT  seconds to connect (default 10)
-    GPTALK_READ_TIMEOUT     seconds without a byte from the service (default 60)
+    GPTALK_READ_TIMEOUT     seconds without a byte from the upstream (default 60)
     GPTALK_TRANSPORT        "aiohttp" (default) or "httpx"
 
 One httpx.AsyncClient (one connection pool) is kept per event loop, proxy and
 transport. A client is bound to the loop it first ran on, so the cache is keyed by
 the running loop; a loop's clients are closed when that loop shuts down (see
 _LoopState) or earlier by `aclose_clients()`.
+
+Failures of the transport become the typed errors of errors.py, worded by
+`transport_error` for the upstream the caller names (`Names`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 import httpx
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from .errors import (
-    AuthError,
-    GPTalkError,
-    ProtocolError,
-    QuotaExceeded,
-    StreamIncomplete,
-    UpstreamUnavailable,
-)
+from .errors import StreamIncomplete, UpstreamError, UpstreamUnavailable
 
 try:
     import aiohttp
@@ -47,40 +46,32 @@ except ImportError:  # pragma: no cover - aiohttp is a dependency
     _AIOHTTP_ERRORS = ()
 TRANSPORT_ERRORS = (httpx.RequestError, TimeoutError, OSError, *_AIOHTTP_ERRORS)
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8765"
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 60.0
+# What every client answers: [{"role": ..., "content": ...}, ...], oldest first.
+Messages = Sequence[Mapping[str, str]]
+
 TRANSPORTS = ("aiohttp", "httpx")
-# See PERFORMANCE-NOTES.md and bench/gptalk_client.py: httpx's own transport costs
-# far more per delta than httpx-aiohttp's AiohttpTransport under many streams.
-DEFAULT_TRANSPORT = "aiohttp"
 # Every relayed answer holds one connection for its whole length.
 MAX_CONNECTIONS = 1000
 MAX_KEEPALIVE_CONNECTIONS = 100
+# The site's settings module, read as a plain module when Django is not set up.
+SITE_SETTINGS_MODULE = "gptalk_site.settings"
 
 
 def setting(name: str, default: Any = None) -> Any:
-    """`settings.<name>` when Django settings are usable, else the env variable."""
+    """The setting `name` (a blank string counts as unset, giving `default`)."""
     try:
-        from django.conf import settings
-        from django.core.exceptions import ImproperlyConfigured
-    except ImportError:  # pragma: no cover - Django is a dependency of the site
-        settings = None
-    if settings is not None and (
-        settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")
-    ):
-        try:
-            value = getattr(settings, name, None)
-        except (ImproperlyConfigured, ImportError):
-            value = None
-        if value is not None:
-            return value
-    value = os.environ.get(name, "")
-    return value if value.strip() else default
+        value = getattr(settings, name, None)
+    except (ImproperlyConfigured, ImportError):
+        # No DJANGO_SETTINGS_MODULE: a plain script. Importing the settings module
+        # does not set Django up; it only computes the values from the environment.
+        value = getattr(import_module(SITE_SETTINGS_MODULE), name, None)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    return value
 
 
-def _float_setting(name: str, default: float) -> float:
-    raw = setting(name, default)
+def _float_setting(name: str) -> float:
+    raw = setting(name)
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -120,17 +111,16 @@ def config_load(
     read_timeout: float | None = None,
     connect_timeout: float | None = None,
 ) -> Config:
-    """Arguments win over settings; settings win over the defaults."""
-    kind = (transport or setting("GPTALK_TRANSPORT", DEFAULT_TRANSPORT)).strip().lower()
+    """Arguments win over settings; `base_url` None means GPTALK_URL."""
+    kind = str(transport or setting("GPTALK_TRANSPORT", "")).strip().lower()
     if kind not in TRANSPORTS:
         raise ValueError(f"GPTALK_TRANSPORT must be one of {TRANSPORTS}, not {kind!r}")
     return Config(
-        base_url=str(base_url or setting("GPTALK_URL", DEFAULT_BASE_URL)).rstrip("/"),
+        base_url=str(base_url or setting("GPTALK_URL", "")).rstrip("/"),
         proxy=proxy or setting("GPTALK_PROXY") or None,
         transport=kind,
-        connect_timeout=connect_timeout
-        or _float_setting("GPTALK_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-        read_timeout=read_timeout or _float_setting("GPTALK_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+        connect_timeout=connect_timeout or _float_setting("GPTALK_CONNECT_TIMEOUT"),
+        read_timeout=read_timeout or _float_setting("GPTALK_READ_TIMEOUT"),
     )
 
 
@@ -138,12 +128,15 @@ def client_create(*, proxy: str | None, transport: str) -> httpx.AsyncClient:
     """A new client for one (proxy, transport); the caller owns and closes it.
 
     trust_env is off: only `proxy` / GPTALK_PROXY route traffic, so HTTP_PROXY in the
-    environment never sends the local emulator's traffic elsewhere.
+    environment never sends the local emulator's traffic elsewhere. Every request
+    passes its own timeout (Config.timeout); the client's is only a fallback.
     """
     limits = httpx.Limits(
         max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS
     )
-    timeout = httpx.Timeout(DEFAULT_READ_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
+    timeout = httpx.Timeout(
+        _float_setting("GPTALK_READ_TIMEOUT"), connect=_float_setting("GPTALK_CONNECT_TIMEOUT")
+    )
     if transport == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
@@ -229,46 +222,30 @@ async def aclose_clients() -> None:
         await state.closer.aclose()
 
 
-# --- HTTP answers and failures as typed errors ------------------------------------
+# --- transport failures as typed errors ------------------------------------------
 
 
-def raise_for_status(response: httpx.Response, step: str) -> None:
-    """Raise the typed error for a non-2xx answer to the `step` request."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    if status == 429:
-        raise QuotaExceeded(
-            "The GPTalk service says too many requests were made. Try again later.",
-            status_code=status,
-        )
-    if status >= 500:
-        raise UpstreamUnavailable(
-            f"The GPTalk service failed (HTTP {status}). Try again later.", status_code=status
-        )
-    if status in (401, 403):
-        raise AuthError(
-            f"The GPTalk service refused the {step} request (HTTP {status}).", status_code=status
-        )
-    raise ProtocolError(
-        f"The GPTalk service answered the {step} request with HTTP {status}.", status_code=status
-    )
+@dataclass(frozen=True, slots=True)
+class Names:
+    """How the messages of `transport_error` name one upstream, mid-sentence.
+
+    e.g. service "the GPTalk service", answer "the GPTalk answer", url "the
+    GPTalk URL", requests "GPTalk requests".
+    """
+
+    service: str
+    answer: str
+    url: str
+    requests: str
 
 
-def response_data(response: httpx.Response, step: str) -> Any:
-    """The `data` member of a JSON object body (None when missing)."""
-    try:
-        body = json.loads(response.content)
-    except ValueError as exc:
-        raise ProtocolError(
-            f"The GPTalk service answered the {step} request with something that is not JSON."
-        ) from exc
-    if not isinstance(body, dict):
-        raise ProtocolError(f"The GPTalk service's {step} answer is not a JSON object.")
-    return body.get("data")
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
-def upstream_error(exc: BaseException, config: Config, *, receiving: bool) -> GPTalkError:
+def transport_error(
+    exc: BaseException, config: Config, *, receiving: bool, names: Names
+) -> UpstreamError:
     """The typed error for a transport failure (httpx, or aiohttp under it).
 
     `receiving`: the failure came while reading the answer stream, so the text
@@ -278,37 +255,40 @@ def upstream_error(exc: BaseException, config: Config, *, receiving: bool) -> GP
     # ConnectTimeout): classify by the aiohttp error when there is one.
     cause = exc.__cause__ if aiohttp and isinstance(exc.__cause__, aiohttp.ClientError) else exc
     via = " through the proxy" if config.proxy else ""
+    service = names.service
     if isinstance(cause, httpx.ReadTimeout | httpx.WriteTimeout) or (
         aiohttp and isinstance(cause, aiohttp.SocketTimeoutError)
     ):
         return UpstreamUnavailable(
-            f"The GPTalk service did not answer within {config.read_timeout:g} s."
+            f"{_capitalized(service)} did not answer within {config.read_timeout:g} s."
         )
     if isinstance(cause, httpx.PoolTimeout):
         return UpstreamUnavailable(
-            "Too many GPTalk requests are running at once. Try again later."
+            f"Too many {names.requests} are running at once. Try again later."
         )
     if isinstance(cause, httpx.ConnectTimeout) or (
         aiohttp and isinstance(cause, aiohttp.ConnectionTimeoutError)
     ):
         return UpstreamUnavailable(
-            f"Could not connect to the GPTalk service{via} within {config.connect_timeout:g} s."
+            f"Could not connect to {service}{via} within {config.connect_timeout:g} s."
         )
     if receiving:
-        return StreamIncomplete()
+        return StreamIncomplete(
+            f"{_capitalized(names.answer)} was cut off before it was complete."
+        )
     if isinstance(cause, httpx.ProxyError) or (
         aiohttp
         and isinstance(cause, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError)
     ):
-        return UpstreamUnavailable("The proxy to the GPTalk service failed. Try again later.")
+        return UpstreamUnavailable(f"The proxy to {service} failed. Try again later.")
     if isinstance(cause, httpx.ConnectError) or (
         aiohttp and isinstance(cause, aiohttp.ClientConnectorError)
     ):
-        return UpstreamUnavailable(f"Could not reach the GPTalk service{via}. Try again later.")
+        return UpstreamUnavailable(f"Could not reach {service}{via}. Try again later.")
     if isinstance(exc, httpx.UnsupportedProtocol):
-        return UpstreamUnavailable(f"The GPTalk URL {config.base_url!r} is not usable.")
+        return UpstreamUnavailable(f"{_capitalized(names.url)} {config.base_url!r} is not usable.")
     if isinstance(cause, TimeoutError):
         return UpstreamUnavailable(
-            f"The GPTalk service did not answer within {config.read_timeout:g} s."
+            f"{_capitalized(service)} did not answer within {config.read_timeout:g} s."
         )
-    return UpstreamUnavailable("The GPTalk service closed the connection. Try again later.")
+    return UpstreamUnavailable(f"{_capitalized(service)} closed the connection. Try again later.")

@@ -1,4 +1,4 @@
-"""The GPTalk answer stream (step 3 of /work/shared/gptalk-protocol.md): lines to deltas.
+"""The GPTalk answer stream (step 3 of docs/gptalk-protocol.md): lines to deltas.
 
 Kept free of I/O so that any chunking of the byte stream can be tested directly.
 
@@ -125,7 +125,11 @@ class DeltaStream:
         self._pending.append(piece)
         self._pending_size += len(piece)
         if self._pending_size > MAX_LINE_BYTES:
-            raise ProtocolError("The GPTalk service sent a stream line that is far too long.")
+            raise self._line_too_long()
+
+    def _line_too_long(self) -> ProtocolError:
+        """The error for a line past MAX_LINE_BYTES; a subclass words it for its upstream."""
+        return ProtocolError("The GPTalk service sent a stream line that is far too long.")
 
     def _lines(self, lines: list[bytes]) -> list[str]:
         deltas: list[str] = []
