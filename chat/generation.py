@@ -338,6 +338,8 @@ class GenerationManager:
                 duration_ms=int((time.monotonic() - generation.started) * 1000),
                 provider=getattr(generation.upstream, "provider_name", ""),
                 model=getattr(generation.upstream, "model", ""),
+                prompt_chars=sum(len(m["content"]) for m in generation.history),
+                usage=getattr(generation.upstream, "usage", None),
             )
         finally:
             self.generations.pop(generation.message_id, None)

@@ -1,6 +1,5 @@
 """Reads. Every fetch by id takes the user and checks ownership in the same query."""
 
-from django.db.models import Count
 
 from chat.models import Conversation, Message
 
@@ -48,8 +47,3 @@ async def amessage_get(*, user, message_id: int) -> Message:
         )
     except (Message.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"Message {message_id} was not found.") from None
-
-
-def conversation_stats_for_admin(queryset):
-    """Annotate a conversation queryset with its message count (one query, no N+1)."""
-    return queryset.annotate(message_count=Count("messages"))

@@ -62,12 +62,13 @@ class ChunkStream(DeltaStream):
     raises `error`.
     """
 
-    __slots__ = ("error", "finished", "label")
+    __slots__ = ("error", "finished", "label", "usage")
 
     def __init__(self, label: str) -> None:
         super().__init__()
         self.label = label
         self.finished = False
+        self.usage: dict | None = None  # the server's token count (`include_usage`)
         self.error: ProviderError | None = None
 
     @property
@@ -110,6 +111,8 @@ class ChunkStream(DeltaStream):
             raise ProtocolError(f"{self.label} sent a stream event that is not a JSON object.")
         if event.get("error") is not None:
             raise error_from_event(event["error"], self.label)
+        if isinstance(event.get("usage"), dict):
+            self.usage = event["usage"]
         choices = event.get("choices")
         if not choices:  # a usage-only chunk
             return None
@@ -161,6 +164,8 @@ class OpenAIProvider(ChatProvider):
         self.read_timeout = read_timeout
         self.client = client
         self.label = f"the provider “{name}”"
+        # The token count of the last answer, when the server reported one.
+        self.usage: dict | None = None
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIProvider(name={self.name!r}, base_url={self.base_url!r})"
@@ -185,6 +190,7 @@ class OpenAIProvider(ChatProvider):
             "model": model,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
             "stream": True,
+            "stream_options": {"include_usage": True},
         }
         client = self.client or client_get(proxy=config.proxy, transport=config.transport)
         chunks = ChunkStream(self.capitalized_label)
@@ -214,6 +220,7 @@ class OpenAIProvider(ChatProvider):
                             break
                 for delta in chunks.finish():
                     yield delta
+                self.usage = chunks.usage
                 if chunks.error is not None:
                     raise chunks.error
         except TRANSPORT_ERRORS as exc:

@@ -227,6 +227,7 @@ class AnswerStream:
         self.messages = messages
         self.provider_name = ""
         self.model = ""
+        self.usage: dict | None = None  # the upstream's token count, if it reported one
         self._deltas = self._answer()
 
     def __aiter__(self) -> AnswerStream:
@@ -257,6 +258,7 @@ class AnswerStream:
                             self.provider_name = provider.name
                             self.model = _recordable(model_id(provider.name, name))
                         yield delta
+                self.usage = getattr(provider, "usage", None)
                 return
             except ProviderError as exc:
                 if started:
