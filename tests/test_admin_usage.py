@@ -49,6 +49,8 @@ def test_usage_per_user_day_and_model_with_quota(client, staff, make_user):
     response = client.get(reverse(URL))
     assert response.status_code == 200
     body = response.content.decode()
+    first_day = (today - dt.timedelta(days=29)).isoformat()
+    assert f'name="start" value="{first_day}"' in body and f'name="end" value="{today.isoformat()}"' in body
     users = rows(body, "usage-users")
     assert users.index("alice") < users.index("bob")  # most used first
     assert "400 / 1000" in users  # alice's quota today: her own limit
@@ -72,6 +74,7 @@ def test_date_range_and_one_user(client, staff, make_user):
     client.force_login(staff)
     start, end = (today - dt.timedelta(days=61)).isoformat(), (today - dt.timedelta(days=59)).isoformat()
     body = client.get(reverse(URL), {"start": start, "end": end}).content.decode()
+    assert f'name="start" value="{start}"' in body and f'name="end" value="{end}"' in body
     assert body.count('<rect class="answer"') == 3
     users = rows(body, "usage-users")
     assert "alice" in users and "bob" in users and "<td class=\"num\">5</td>" not in users

@@ -26,8 +26,8 @@ CSV_COLUMNS = (
 
 
 class RangeForm(forms.Form):
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(required=False, widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}))
     user = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
     def span(self) -> UsageRange:
@@ -79,7 +79,8 @@ class UsageReportAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Usage",
-            "form": form,
+            # The form shows the range used, defaults included.
+            "form": RangeForm(initial={"start": span.start, "end": span.end, "user": span.user_id}),
             "span": span,
             "selected_user": user,
             "users": usage_by_user(span=span),
