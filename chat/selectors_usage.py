@@ -61,10 +61,11 @@ def usage_by_user(*, span: UsageRange) -> list[dict]:
     limits = users_limits(user_ids=user_ids)
     today = _today_chars(user_ids=user_ids)
     for row in rows:
-        row["user_id"], row["username"] = row.pop("conversation__owner_id"), row.pop("conversation__owner__username")
-        row["quota_limit"] = limits[row["user_id"]].daily_answer_chars
-        row["quota_used"] = today.get(row["user_id"], 0)
-        row["quota_percent"] = min(100, round(100 * row["quota_used"] / row["quota_limit"])) if row["quota_limit"] else 100
+        row["user_id"] = row.pop("conversation__owner_id")
+        row["username"] = row.pop("conversation__owner__username")
+        limit = row["quota_limit"] = limits[row["user_id"]].daily_answer_chars
+        used = row["quota_used"] = today.get(row["user_id"], 0)
+        row["quota_percent"] = min(100, round(100 * used / limit)) if limit else 100
     return rows
 
 

@@ -51,7 +51,8 @@ def test_transcript_shows_every_message_with_its_facts(client, staff, make_user)
     conversation, m = branched_conversation(make_user("owner"))
     conversation.system_prompt = "Answer in haiku."
     conversation.save()
-    message(conversation, "assistant", "Half an ans", parent=m["a4"], status="failed", error="The provider failed (HTTP 500).")
+    failure = "The provider failed (HTTP 500)."
+    message(conversation, "assistant", "Half an ans", parent=m["a4"], status="failed", error=failure)
     client.force_login(staff)
     response = client.get(transcript_url(conversation))
     assert response.status_code == 200

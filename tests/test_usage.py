@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def test_reported_usage_is_kept_and_not_marked_estimated():
-    usage = usage_measure(prompt_chars=40, answer="Hello there", reported={"prompt_tokens": 9, "completion_tokens": 3})
+    reported = {"prompt_tokens": 9, "completion_tokens": 3}
+    usage = usage_measure(prompt_chars=40, answer="Hello there", reported=reported)
     assert usage.as_fields() == {
         "prompt_chars": 40, "answer_chars": 11, "prompt_tokens": 9, "answer_tokens": 3, "tokens_estimated": False,
     }  # fmt: skip
@@ -33,7 +34,13 @@ def test_reported_usage_is_kept_and_not_marked_estimated():
 
 @pytest.mark.parametrize(
     "reported",
-    [None, {}, {"prompt_tokens": 9}, {"prompt_tokens": "9", "completion_tokens": 3}, {"prompt_tokens": True, "completion_tokens": 3}],
+    [
+        None,
+        {},
+        {"prompt_tokens": 9},
+        {"prompt_tokens": "9", "completion_tokens": 3},
+        {"prompt_tokens": True, "completion_tokens": 3},
+    ],
 )
 def test_missing_or_odd_usage_is_estimated_and_marked(reported):
     usage = usage_measure(prompt_chars=41, answer="x" * 10, reported=reported)

@@ -14,7 +14,9 @@ class TranscriptViewAdmin(admin.ModelAdmin):
     search_fields = ("viewer_name", "owner_name", "conversation_title")
     date_hierarchy = "viewed_at"
     list_display_links = None
-    fields = ("viewed_at", "viewer", "viewer_name", "owner", "owner_name", "conversation", "conversation_title", "action")
+    fields = (
+        "viewed_at", "viewer", "viewer_name", "owner", "owner_name", "conversation", "conversation_title", "action",
+    )  # fmt: skip
     readonly_fields = fields
 
     def has_module_permission(self, request) -> bool:

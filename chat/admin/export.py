@@ -27,8 +27,8 @@ def conversations_export_zip(*, conversations: list[Conversation]) -> bytes:
                 ("json", conversation_export_json(conversation=conversation, messages=messages)),
                 ("md", conversation_export_markdown(conversation=conversation, messages=messages)),
             ):
-                name = f"{conversation.owner.get_username()}/{conversation.pk}-{export_filename(conversation, extension)}"
-                archive.writestr(name, text)
+                name = f"{conversation.pk}-{export_filename(conversation, extension)}"
+                archive.writestr(f"{conversation.owner.get_username()}/{name}", text)
     return buffer.getvalue()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
@@ -107,8 +108,6 @@ class UsageReportAdmin(admin.ModelAdmin):
 
 
 def _query(span: UsageRange, **extra: str) -> str:
-    from urllib.parse import urlencode
-
     params = {"start": span.start.isoformat(), "end": span.end.isoformat(), **extra}
     if span.user_id is not None:
         params["user"] = str(span.user_id)

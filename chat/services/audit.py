@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from chat.models import Conversation, TranscriptView
 
 
-def transcript_views_record(*, viewer, conversations: Iterable[Conversation], action: str = "transcript") -> int:
+def transcript_views_record(
+    *, viewer, conversations: Iterable[Conversation], action: str = "transcript"
+) -> int:
     """Record that `viewer` (staff) read `conversations`; their own are not recorded.
 
     Each conversation needs its owner loaded (select_related). Returns how many

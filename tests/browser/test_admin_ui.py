@@ -21,7 +21,8 @@ pytestmark = pytest.mark.browser
 
 XSS_REPLY = (
     "## Here is **Markdown**\n\n"
-    'Inline HTML stays text: <img src=x onerror="document.title=\'pwned\'"> and <script>document.title="pwned"</script>\n\n'
+    'Inline HTML stays text: <img src=x onerror="document.title=\'pwned\'"> '
+    'and <script>document.title="pwned"</script>\n\n'
     "[a javascript link](javascript:document.title='pwned')\n\n"
     "| model | tokens |\n|---|---|\n| gpt | 42 |\n\n"
     "```python\nprint('hello')\n```\n"
@@ -112,7 +113,7 @@ def test_transcript_renders_markdown_keeps_html_inert_and_is_recorded(open_page,
         "Math.max(...[...document.querySelectorAll('.tx-msg')].map(el => el.getBoundingClientRect().right))"
     )
     assert overflow <= 360
-    assert page.evaluate("document.querySelector('#transcript').scrollWidth <= document.querySelector('#transcript').clientWidth")
+    assert page.evaluate("(el => el.scrollWidth <= el.clientWidth)(document.querySelector('#transcript'))")
     page.screenshot(path=artifact_path("admin-transcript-360.png"))
     keep("admin-transcript-360.png")
 
