@@ -36,10 +36,6 @@ class MessageAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser
 
-    def get_queryset(self, request):
-        # The list shows an 80-character preview: it does not load whole answers.
-        return super().get_queryset(request).select_related("conversation__owner")
-
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """A message's page shows its whole text: recorded like a transcript."""
         message = self.get_object(request, object_id)
