@@ -122,3 +122,11 @@ def test_usage_is_linked_from_the_admin_index_and_each_user(client, staff, make_
     assert reverse(URL) in client.get(reverse("admin:index")).content.decode()
     page = client.get(reverse("admin:auth_user_change", args=[alice.pk])).content.decode()
     assert f'{reverse(URL)}?user={alice.pk}' in page
+
+
+def test_an_empty_range_and_a_bad_date_still_show_the_page(client, staff):
+    client.force_login(staff)
+    body = client.get(reverse(URL), {"start": "not a date", "end": "2001-02-30"}).content.decode()
+    assert "No answers in this range." in body and "no answers in this range" in body
+    assert body.count('<rect class="answer"') == 30  # the default range, every bar flat
+    assert 'height="0.0"' in body
