@@ -7,11 +7,9 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Called once the apps are loaded (after the admin's autodiscover):
-        connect the signal handlers; the user admin gains its reset-link action."""
+        """Called once the app registry is ready: connect the signal handlers."""
         from django.db.models.signals import post_delete, post_save
 
-        import chat.admin_users  # noqa: F401
         from chat.models import Provider
         from chat.providers.registry import provider_rows_forget
 

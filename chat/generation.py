@@ -62,6 +62,10 @@ class EarlyStream:
     def model(self) -> str:
         return getattr(self.stream, "model", "")
 
+    @property
+    def usage(self) -> dict | None:
+        return getattr(self.stream, "usage", None)
+
     def __aiter__(self) -> EarlyStream:
         return self
 
@@ -348,6 +352,8 @@ class GenerationManager:
                     duration_ms=int((time.monotonic() - generation.started) * 1000),
                     provider=getattr(generation.upstream, "provider_name", ""),
                     model=getattr(generation.upstream, "model", ""),
+                    prompt_chars=sum(len(m["content"]) for m in generation.history),
+                    usage=getattr(generation.upstream, "usage", None),
                 )
             except DatabaseError:
                 if time.monotonic() > deadline:

@@ -239,6 +239,7 @@ async def test_request_body_and_headers():
         "model": "m1",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 

@@ -242,7 +242,7 @@ async def test_upstream_tokens_reach_no_browser_no_log_no_page(
     for path in ("/admin/", "/admin/chat/conversation/", "/admin/chat/message/"):
         pages[path] = await admin.get(path)
     async for conversation in Conversation.objects.all():
-        path = f"/admin/chat/conversation/{conversation.pk}/change/"
+        path = f"/admin/chat/conversation/{conversation.pk}/transcript/"
         pages[path] = await admin.get(path)
     async for message in Message.objects.all():
         path = f"/admin/chat/message/{message.pk}/change/"

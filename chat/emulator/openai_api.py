@@ -10,7 +10,11 @@ to what a chat client needs:
   `choices[0].delta.content` (pieces of `chunk_chars`, `interval_ms` apart), a
   last chunk with `finish_reason: "stop"`, then `data: [DONE]`. Every chunk
   also carries `"ts"` (time.time() right before sending), as GPTalk events do.
-  Without it, one `chat.completion` JSON object.
+  Without it, one `chat.completion` JSON object. With
+  `"stream_options": {"include_usage": true}` a last chunk before [DONE] has
+  empty `choices` and the `usage` (as OpenAI sends it); the whole answer always
+  has its `usage`. Tokens are counted by `token_count` (words and punctuation
+  marks): the emulator's own tokenizer, stable for tests.
 
 The reply, its pacing and its faults come from the SAME /_emulator/next queue
 as the GPTalk API (a request that passes validation takes the next spec), so a
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -90,8 +95,23 @@ def transcript(messages: list[dict[str, str]]) -> str:
     return f"{lines}\nAssistant:"
 
 
-def parse_request(raw: bytes) -> tuple[str, list[dict[str, str]], bool] | str:
-    """(model, messages, stream) of a chat-completions body, or what is wrong with it."""
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def token_count(text: str) -> int:
+    """The emulator's tokens: each word and each punctuation mark counts one."""
+    return len(_TOKEN.findall(text))
+
+
+def usage_of(messages: list[dict[str, str]], reply: str) -> dict[str, int]:
+    """The `usage` object of an answer `reply` to `messages`."""
+    prompt = sum(token_count(m["content"]) for m in messages)
+    completion = token_count(reply)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def parse_request(raw: bytes) -> tuple[str, list[dict[str, str]], bool, bool] | str:
+    """(model, messages, stream, include_usage) of a chat-completions body, or what is wrong with it."""
     try:
         body = json.loads(raw)
     except ValueError:  # includes UnicodeDecodeError
@@ -112,7 +132,9 @@ def parse_request(raw: bytes) -> tuple[str, list[dict[str, str]], bool] | str:
         cleaned.append({"role": role, "content": text})
     if not isinstance(stream, bool):
         return "`stream` must be a boolean"
-    return model, cleaned, stream
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return model, cleaned, stream, include_usage
 
 
 # --- the streamed answer ------------------------------------------------------------
@@ -158,8 +180,11 @@ class CompletionEventStream(EventStream):
     stream; only the bytes differ.
     """
 
-    def __init__(self, plan: StreamPlan, state: EmulatorState, *, model: str) -> None:
+    def __init__(
+        self, plan: StreamPlan, state: EmulatorState, *, model: str, usage: dict[str, int] | None = None
+    ) -> None:
         super().__init__(plan, state)
+        self.usage = usage
         completion_id = "chatcmpl-" + secrets.token_hex(12)
         head = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": model}  # fmt: skip
@@ -182,7 +207,7 @@ class CompletionEventStream(EventStream):
         pause = self.plan.interval_ms / 1000
         for line in stream_lines(self.plan):
             if line is DONE_EVENT:
-                await self._body(send, self.chunk(b"{}", b'"stop"') + DONE_EVENT)
+                await self._body(send, self.chunk(b"{}", b'"stop"') + self.usage_chunk() + DONE_EVENT)
                 break
             await asyncio.sleep(pause)  # 0 still yields to the loop
             if line is None:
@@ -193,6 +218,13 @@ class CompletionEventStream(EventStream):
                 continue
             await self._body(send, self.chunk(b'{"content":' + line + b"}"))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def usage_chunk(self) -> bytes:
+        """The usage-only chunk OpenAI sends last when asked to (b"" when not asked)."""
+        if self.usage is None:
+            return b""
+        head = self.head.removesuffix(b'"choices":[{"index":0,')
+        return head + b'"choices":[],"usage":' + json.dumps(self.usage).encode() + b"}\n\n"
 
     @staticmethod
     async def _body(send: Send, body: bytes) -> None:
@@ -207,9 +239,10 @@ class WholeAnswer:
     at all (until the client goes away).
     """
 
-    def __init__(self, plan: StreamPlan, *, model: str) -> None:
+    def __init__(self, plan: StreamPlan, *, model: str, messages: list[dict[str, str]]) -> None:
         self.plan = plan
         self.model = model
+        self.messages = messages
 
     def body(self) -> bytes:
         text = self.plan.reply
@@ -228,7 +261,7 @@ class WholeAnswer:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "usage": usage_of(self.messages, text),
                 "ts": time.time(),
             },
             ensure_ascii=False,
@@ -273,7 +306,7 @@ class OpenAIAPI:
         if isinstance(parsed, str):
             self.state.counts["rejected"] += 1
             return openai_error(400, parsed, kind="invalid_request_error")
-        model, messages, stream = parsed
+        model, messages, stream, include_usage = parsed
         if model not in EMULATOR_MODELS:
             self.state.counts["rejected"] += 1
             return model_not_found(model)
@@ -290,9 +323,11 @@ class OpenAIAPI:
         if plan.fault is not None:
             self.state.counts["faults"] += 1
         if not stream:
-            return WholeAnswer(plan, model=model)
+            return WholeAnswer(plan, model=model, messages=messages)
         self.state.counts["streams"] += 1
-        return CompletionEventStream(plan, self.state, model=model)
+        reply = rewritten(plan.reply) if plan.fault == "stream_rewrite" else plan.reply
+        usage = usage_of(messages, reply) if include_usage else None
+        return CompletionEventStream(plan, self.state, model=model, usage=usage)
 
     def _refusal(self, spec: ReplySpec | None, model: str) -> Response | None:
         """The error answer a queued fault asks for, if it asks for one."""

@@ -77,12 +77,14 @@ class OpenAIProvider(ChatProvider):
         self, *, model: str | None, messages: Messages, **kwargs: Any
     ) -> AsyncIterator[str]:
         """Stream the answer (see ChatProvider). Keyword arguments: `read_timeout`,
-        `connect_timeout` (seconds) for this call; others are ignored."""
+        `connect_timeout` (seconds) for this call, `usage` (a dict that receives
+        the server's token count); others are ignored."""
         return self.upstream.completion_stream(
             model=model or self.default_model,
             messages=messages,
             read_timeout=kwargs.get("read_timeout"),
             connect_timeout=kwargs.get("connect_timeout"),
+            usage=kwargs.get("usage"),
         )
 
     async def list_models(self, *, timeout: float | None = None) -> list[str]:

@@ -262,6 +262,7 @@ class AnswerStream:
         self.messages = messages
         self.provider_name = ""
         self.model = ""
+        self.usage: dict | None = None  # the upstream's token count, if it reported one
         self._deltas = self._answer()
 
     def __aiter__(self) -> AnswerStream:
@@ -284,7 +285,8 @@ class AnswerStream:
                 name = name or await self._default_model(provider)
                 if not failures:
                     self.model = _recordable(model_id(provider.name, name))
-                stream = provider.create_async_generator(model=name, messages=self.messages)
+                reported: dict = {}  # the provider's token count, if it gives one
+                stream = provider.create_async_generator(model=name, messages=self.messages, usage=reported)
                 async with contextlib.aclosing(stream):
                     async for delta in stream:
                         if not started and (delta or isinstance(delta, ContentReset)):
@@ -292,6 +294,7 @@ class AnswerStream:
                             self.provider_name = provider.name
                             self.model = _recordable(model_id(provider.name, name))
                         yield delta
+                self.usage = reported or None
                 return
             except UpstreamError as exc:
                 if started:

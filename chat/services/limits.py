@@ -49,10 +49,31 @@ def _defaults() -> dict[str, int]:
 
 def user_limits(*, user) -> Limits:
     """The user's limits: their own row, else the most generous of their groups', else defaults."""
-    values = _defaults()
     rows = list(UsageLimit.objects.filter(Q(user=user) | Q(group__user=user)).distinct())
     own = next((row for row in rows if row.user_id == user.pk), None)
-    groups = [row for row in rows if row.group_id is not None]
+    return _resolve(own=own, groups=[row for row in rows if row.group_id is not None])
+
+
+def users_limits(*, user_ids: list[int]) -> dict[int, Limits]:
+    """user_limits of many users in two queries (the admin's usage page)."""
+    from django.contrib.auth import get_user_model
+
+    memberships = list(
+        get_user_model().groups.through.objects.filter(user_id__in=user_ids).values_list("user_id", "group_id")
+    )
+    group_ids = {group_id for _, group_id in memberships}
+    rows = list(UsageLimit.objects.filter(Q(user_id__in=user_ids) | Q(group_id__in=group_ids)))
+    own = {row.user_id: row for row in rows if row.user_id is not None}
+    by_group = {row.group_id: row for row in rows if row.group_id is not None}
+    groups: dict[int, list[UsageLimit]] = {}
+    for user_id, group_id in memberships:
+        if group_id in by_group:
+            groups.setdefault(user_id, []).append(by_group[group_id])
+    return {uid: _resolve(own=own.get(uid), groups=groups.get(uid, [])) for uid in user_ids}
+
+
+def _resolve(*, own: UsageLimit | None, groups: list[UsageLimit]) -> Limits:
+    values = _defaults()
     for name in FIELDS:
         if own is not None and getattr(own, name) is not None:
             values[name] = getattr(own, name)

@@ -62,12 +62,13 @@ class CompletionParser(DeltaStream):
     raises `error`.
     """
 
-    __slots__ = ("error", "finished", "label")
+    __slots__ = ("error", "finished", "label", "usage")
 
     def __init__(self, label: str) -> None:
         super().__init__()
         self.label = label
         self.finished = False
+        self.usage: dict | None = None  # the server's token count (`include_usage`)
         self.error: UpstreamError | None = None
 
     @property
@@ -107,6 +108,8 @@ class CompletionParser(DeltaStream):
             raise ProtocolError(f"{self.label} sent a stream event that is not a JSON object.")
         if event.get("error") is not None:
             raise error_from_event(event["error"], self.label)
+        if isinstance(event.get("usage"), dict):
+            self.usage = event["usage"]
         choices = event.get("choices")
         if not choices:  # a usage-only chunk
             return None
@@ -174,9 +177,12 @@ class OpenAIClient:
         messages: Messages,
         read_timeout: float | None = None,
         connect_timeout: float | None = None,
+        usage: dict | None = None,
     ) -> AsyncIterator[str]:
         """Yield the answer to `messages` as str deltas; `model` "" means the first listed.
 
+        `usage`, a dict of the caller's, receives the server's token count
+        (prompt_tokens, completion_tokens) when it reports one at the end.
         Closing the iterator early (aclose, a cancelled task) closes the HTTP stream.
         """
         if not messages:
@@ -187,6 +193,8 @@ class OpenAIClient:
             "model": model,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
             "stream": True,
+            # The token count in a last chunk (OpenAI, vLLM, Ollama, llama.cpp send it).
+            "stream_options": {"include_usage": True},
         }
         client = self.client or client_get(proxy=config.proxy, transport=config.transport)
         chunks = CompletionParser(self.capitalized_label)
@@ -206,7 +214,7 @@ class OpenAIClient:
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # A server that ignored "stream": the whole answer at once.
                     await response.aread()
-                    yield self._whole_answer(response)
+                    yield self._whole_answer(response, usage=usage)
                     return
                 async with contextlib.aclosing(response.aiter_bytes()) as parts:
                     async for part in parts:
@@ -218,6 +226,8 @@ class OpenAIClient:
                     yield delta
                 if chunks.error is not None:
                     raise chunks.error
+                if usage is not None and chunks.usage:
+                    usage.update(chunks.usage)
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, config, receiving=receiving, names=self.names) from exc
         if not chunks.complete:
@@ -305,15 +315,18 @@ class OpenAIClient:
             raise ModelNotFound(f"{self.capitalized_label} offers no model.")
         return names[0]
 
-    def _whole_answer(self, response: httpx.Response) -> str:
+    def _whole_answer(self, response: httpx.Response, *, usage: dict | None = None) -> str:
         try:
-            content = json.loads(response.content)["choices"][0]["message"]["content"]
+            body = json.loads(response.content)
+            content = body["choices"][0]["message"]["content"]
         except (ValueError, LookupError, TypeError) as exc:
             raise ProtocolError(
                 f"{self.capitalized_label} sent an answer this site does not understand."
             ) from exc
         if not isinstance(content, str):
             raise ProtocolError(f"{self.capitalized_label} sent an answer without text.")
+        if usage is not None and isinstance(body.get("usage"), dict):
+            usage.update(body["usage"])
         return content
 
 

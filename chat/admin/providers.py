@@ -1,4 +1,4 @@
-"""Staff read every conversation here; history is read-only."""
+"""Providers: the upstreams that write answers, configured by staff."""
 
 import asyncio
 
@@ -6,83 +6,10 @@ from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import Count
 
-from chat.models import Conversation, Message, Provider
-from chat.upstream.errors import UpstreamError
+from chat.models import Provider
 from chat.providers.registry import provider_from_row
-
-
-class MessageInline(admin.TabularInline):
-    model = Message
-    fk_name = "conversation"
-    fields = ("created_at", "role", "status", "content", "error", "delta_count", "first_delta_ms", "duration_ms")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    ordering = ("created_at", "id")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
-    list_display = ("title_or_id", "owner", "message_count", "pinned", "updated_at")
-    list_filter = ("owner", "messages__status", "updated_at", "pinned")
-    search_fields = ("title", "messages__content")
-    date_hierarchy = "updated_at"
-    list_select_related = ("owner",)
-    readonly_fields = ("owner", "created_at", "updated_at")
-    fields = ("owner", "title", "model", "system_prompt", "pinned", "created_at", "updated_at")
-    inlines = (MessageInline,)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(message_count=Count("messages", distinct=True))
-
-    @admin.display(description="Title", ordering="title")
-    def title_or_id(self, obj: Conversation) -> str:
-        return str(obj)
-
-    @admin.display(description="Messages", ordering="message_count")
-    def message_count(self, obj: Conversation) -> int:
-        return obj.message_count
-
-
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "owner", "role", "status", "short_content", "delta_count", "created_at")
-    list_filter = ("role", "status", "created_at", "conversation__owner")
-    search_fields = ("content", "conversation__title")
-    date_hierarchy = "created_at"
-    list_select_related = ("conversation", "conversation__owner")
-    readonly_fields = (
-        "conversation", "parent", "role", "status", "content", "error", "provider", "model",
-        "created_at", "updated_at", "first_delta_ms", "duration_ms", "delta_count",
-    )
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description="Owner", ordering="conversation__owner__username")
-    def owner(self, obj: Message):
-        return obj.conversation.owner
-
-    @admin.display(description="Content")
-    def short_content(self, obj: Message) -> str:
-        text = obj.content.replace("\n", " ")
-        return text if len(text) <= 80 else text[:79] + "…"
-
-
-# ---- providers -------------------------------------------------------------------
-
+from chat.upstream.errors import UpstreamError
 
 # Local servers (Ollama, vLLM, llama.cpp) are usually plain http: a URL typed without
 # a scheme gets http://, not Django 6's https://.
@@ -194,7 +121,3 @@ async def _check_all(rows: list[Provider]) -> list[list[str] | UpstreamError]:
             return exc
 
     return list(await asyncio.gather(*(check(row) for row in rows)))
-
-
-# Usage limits live in their own module (staff edit them per user or group).
-import chat.admin_limits  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Staff edit usage limits per user or per group (imported by chat/admin.py)."""
+"""Staff edit usage limits per user or per group."""
 
 from django.contrib import admin
 
