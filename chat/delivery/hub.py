@@ -1,4 +1,4 @@
-"""Delivering answers' events to the sockets that follow them: one Hub per process.
+"""The Hub: delivering answers' events to the sockets that follow them, one per process.
 
 The hot path. An answer running in this process (chat.generation) hands its
 new text to the hub; once per turn of the event loop the hub makes it one
@@ -16,10 +16,10 @@ need, through the channel layer:
   (`generation.follow`: a snapshot first, then every event, in batches); the
   asking process keeps a mirror of the answer for its own sockets.
 
-When the layer fails (Redis restarts), sends are dropped and logged, the
-listener reconnects and joins its groups again; the sockets heal by the
-Follower's rules (a gap asks for a snapshot) and by the watchdog, which ends
-an answer that went quiet from its saved row.
+When the layer fails (Redis restarts), chat/delivery/link.py drops and logs
+what it cannot send and joins its groups again once the layer is back; the
+sockets heal by the Follower's rules (a gap asks for a snapshot) and by the
+watchdog, which ends an answer that went quiet from its saved row.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from channels.exceptions import ChannelFull
-from redis.exceptions import RedisError
-
 from chat import events
+from chat.delivery.link import LayerLink
 from chat.selectors import message_states
 
 logger = logging.getLogger(__name__)
@@ -64,33 +62,30 @@ class Hub:
     generation manager (one per event loop); `start` joins the channel layer."""
 
     def __init__(self, layer, *, answers: dict, on_stop) -> None:
-        self.layer = layer
+        self.link = LayerLink(layer, on_event=self._remote, on_back=self._ask_again)
         self.answers = answers  # message id → Generation running in this process
         self.on_stop = on_stop  # called with a message id asked to stop from elsewhere
-        self.channel: str | None = None
         self.by_conversation: dict[int, set] = {}
         self.by_user: dict[int, set] = {}
-        self.groups: dict[str, int] = {}  # layer groups joined → sockets needing each
         self.mirrors: dict[int, Mirror] = {}
         self.heard: dict[int, float] = {}  # answers run elsewhere → loop time of their last event
         self.ended: OrderedDict[int, None] = OrderedDict()
         self.sources: list = []  # generations with new text
         self.dirty: list = []  # sockets with frames to send
-        self.outgoing: dict[str, list[dict]] = {}  # other processes' channels → events
         self._wake = asyncio.Event()
-        self._forward = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._layer_down = False
+
+    @property
+    def channel(self) -> str | None:
+        """This process's channel in the layer (None until started)."""
+        return self.link.channel
 
     async def start(self) -> None:
-        self.channel = await self.layer.new_channel()
-        for name, job in (
-            ("listen", self._listen),
-            ("deliver", self._deliver_forever),
-            ("forward", self._forward_forever),
-            ("watchdog", self._watchdog),
-        ):
-            self._tasks.append(asyncio.create_task(job(), name=f"hub-{name}"))
+        await self.link.start()
+        self._tasks = [
+            asyncio.create_task(self._deliver_forever(), name="hub-deliver"),
+            asyncio.create_task(self._watchdog(), name="hub-watchdog"),
+        ]
 
     async def close(self) -> None:
         """Send what is queued (the last `done` events), then stop."""
@@ -99,7 +94,7 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        self.channel = None
+        await self.link.close()
 
     # ---- sockets ---------------------------------------------------------------
 
@@ -107,7 +102,7 @@ class Hub:
         """A socket opened. It needs: `follower`, `out` (list), `user_id`,
         `paused`, `queued` and `async send_frame(frame)`."""
         self.by_user.setdefault(sock.user_id, set()).add(sock)
-        await self.join_group(events.user_group(sock.user_id))
+        await self.link.join(events.user_group(sock.user_id))
 
     async def socket_remove(self, sock) -> None:
         await self._leave_conversation(sock)
@@ -116,7 +111,7 @@ class Hub:
             members.discard(sock)
             if not members:
                 del self.by_user[sock.user_id]
-        await self.leave_group(events.user_group(sock.user_id))
+        await self.link.leave(events.user_group(sock.user_id))
 
     async def watch(self, sock, conversation_id: int) -> None:
         """The socket follows this conversation's answers (and no longer the last one's)."""
@@ -125,7 +120,7 @@ class Hub:
         await self._leave_conversation(sock)
         sock.follower.watch(conversation_id)
         self.by_conversation.setdefault(conversation_id, set()).add(sock)
-        await self.join_group(events.conversation_group(conversation_id))
+        await self.link.join(events.conversation_group(conversation_id))
 
     async def _leave_conversation(self, sock) -> None:
         old = sock.follower.conversation
@@ -137,7 +132,7 @@ class Hub:
             if not members:
                 del self.by_conversation[old]
         sock.follower.conversation = None
-        await self.leave_group(events.conversation_group(old))
+        await self.link.leave(events.conversation_group(old))
 
     def join_answer(self, sock, message_id: int) -> None:
         """The socket meets an answer in progress (it opened the conversation)."""
@@ -174,8 +169,8 @@ class Hub:
         (the group's copy may overtake them)."""
         self._local(event, ref_socket=ref_socket, ref=ref)
         for channel in remotes:
-            self._send_later(channel, event)
-        await self._layer_call(self.layer.group_send, group, {**event, "origin": self.channel})
+            self.link.send_later(channel, event)
+        await self.link.group_send(group, {**event, "origin": self.channel})
 
     def _local(self, event: dict, *, ref_socket=None, ref: str | None = None) -> None:
         kind = event["type"]
@@ -217,7 +212,7 @@ class Hub:
                 self._serve_wanted(sock)
             self._mark(sock)
         for channel in remotes:
-            self._send_later(channel, event)
+            self.link.send_later(channel, event)
 
     def _mark(self, sock) -> None:
         if not sock.queued and sock.out:
@@ -227,7 +222,13 @@ class Hub:
 
     async def send_group(self, group: str, event: dict) -> None:
         """An event for other processes only (e.g. a stop request)."""
-        await self._layer_call(self.layer.group_send, group, event)
+        await self.link.group_send(group, event)
+
+    async def join_group(self, group: str) -> None:
+        await self.link.join(group)
+
+    async def leave_group(self, group: str) -> None:
+        await self.link.leave(group)
 
     async def _deliver_forever(self) -> None:
         while True:
@@ -287,9 +288,7 @@ class Hub:
         mirror.seq = None
         self.heard.setdefault(message_id, now)
         request = {"type": events.FOLLOW, "message": message_id, "reply_to": self.channel}
-        asyncio.get_running_loop().create_task(
-            self._layer_call(self.layer.group_send, events.generation_group(message_id), request)
-        )
+        asyncio.get_running_loop().create_task(self.link.group_send(events.generation_group(message_id), request))
 
     def follow_request(self, message_id: int, reply_to: str) -> None:
         """Another process follows an answer of this one: a snapshot, then its events."""
@@ -300,72 +299,14 @@ class Hub:
         generation.remotes.add(reply_to)
         snap = generation.snapshot_event()
         snap["conversation"] = generation.conversation_id
-        self._send_later(reply_to, snap)
+        self.link.send_later(reply_to, snap)
 
     # ---- other processes -------------------------------------------------------------
 
-    def _send_later(self, channel: str, event: dict) -> None:
-        queue = self.outgoing.get(channel)
-        if queue is None:
-            self.outgoing[channel] = [event]
-            self._forward.set()
-        else:
-            queue.append(event)
-
-    async def _forward_forever(self) -> None:
-        """Send each other process the events it follows, all that queued in one message."""
-        while True:
-            await self._forward.wait()
-            self._forward.clear()
-            outgoing, self.outgoing = self.outgoing, {}
-            for channel, batch in outgoing.items():
-                await self._layer_call(self.layer.send, channel, {"type": events.BATCH, "events": batch})
-
-    async def _layer_call(self, method, *args) -> bool:
-        """A channel-layer call that may fail (Redis away): logged once per outage, never raised."""
-        try:
-            await method(*args)
-        except ChannelFull:
-            return False  # the receiver is flooded: it heals by seq and snapshot
-        except (OSError, RedisError, asyncio.TimeoutError) as exc:
-            self._layer_lost(exc)
-            return False
-        return True
-
-    def _layer_lost(self, exc: BaseException) -> None:
-        if not self._layer_down:
-            self._layer_down = True
-            logger.warning("The channel layer failed (%s): other processes miss events until it is back.", exc)
-
-    async def _listen(self) -> None:
-        retry = 0.1
-        while True:
-            try:
-                event = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a lost layer is retried, whatever raised
-                self._layer_lost(exc)
-                await asyncio.sleep(retry)
-                retry = min(retry * 2, 1.0)
-                await self._rejoin()
-                continue
-            retry = 0.1
-            try:
-                self._remote(event)
-            except Exception:  # noqa: BLE001 - the listener must outlive one bad event
-                logger.exception("a channel-layer event failed: %s", event.get("type"))
-
-    async def _rejoin(self) -> None:
-        """Join every group again: a restarted Redis forgot them."""
-        for group in list(self.groups):
-            if not await self._layer_call(self.layer.group_add, group, self.channel):
-                return
-        if self._layer_down:
-            self._layer_down = False
-            logger.warning("The channel layer is back.")
-            for message_id, mirror in list(self.mirrors.items()):
-                self._ask_follow(message_id, mirror.conversation, again=True)
+    def _ask_again(self) -> None:
+        """The layer is back after an outage: ask again for every answer followed from here."""
+        for message_id, mirror in list(self.mirrors.items()):
+            self._ask_follow(message_id, mirror.conversation, again=True)
 
     def _remote(self, event: dict) -> None:
         kind = event.get("type")
@@ -460,21 +401,3 @@ class Hub:
                     error=state["error"] if state else "This answer was deleted.",
                 )
             )
-
-    # ---- layer groups ----------------------------------------------------------------
-
-    async def join_group(self, group: str) -> None:
-        """Receive this layer group's events (counted: joined once per process)."""
-        count = self.groups.get(group, 0)
-        self.groups[group] = count + 1
-        if count == 0 and self.channel is not None:
-            await self._layer_call(self.layer.group_add, group, self.channel)
-
-    async def leave_group(self, group: str) -> None:
-        count = self.groups.get(group, 0)
-        if count <= 1:
-            self.groups.pop(group, None)
-            if count == 1 and self.channel is not None:
-                await self._layer_call(self.layer.group_discard, group, self.channel)
-        else:
-            self.groups[group] = count - 1
