@@ -245,8 +245,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-# The GPTalk upstream. Unset: the built-in emulator that `make run` starts.
-GPTALK_URL = os.environ.get("GPTALK_URL", "http://127.0.0.1:8765").rstrip("/")
+# The GPTalk upstream. Unset: the built-in emulator, which `manage.py serve`
+# (and so `make run`) starts at GPTALK_EMULATOR_URL unless one already answers there.
+GPTALK_EMULATOR_URL = "http://127.0.0.1:8765"
+GPTALK_USE_BUILTIN_EMULATOR = not os.environ.get("GPTALK_URL", "").strip()
+GPTALK_URL = (os.environ.get("GPTALK_URL", "").strip() or GPTALK_EMULATOR_URL).rstrip("/")
 GPTALK_PROXY = os.environ.get("GPTALK_PROXY") or None
 GPTALK_CONNECT_TIMEOUT = env_float("GPTALK_CONNECT_TIMEOUT", 10.0)
 GPTALK_READ_TIMEOUT = env_float("GPTALK_READ_TIMEOUT", 60.0)
