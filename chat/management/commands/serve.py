@@ -179,7 +179,9 @@ class Supervisor:
                 del self.children[slot]
                 if self.stopping:
                     continue
-                if time.monotonic() - started < START_WINDOW:
+                # Killed by a signal (a crash, the OOM killer): start another. Exited
+                # by itself right after its start: it cannot start, do not spin.
+                if process.returncode > 0 and time.monotonic() - started < START_WINDOW:
                     logger.error("daphne process %s could not start (exit %s); stopping", process.pid, process.returncode)
                     self.forward(signal.SIGTERM, None)
                     self.failed = True
