@@ -15,7 +15,7 @@ import pytest
 from tests.fixtures.emulator import REPO_ROOT, free_port
 from tests.fixtures.site import Browser, SiteProcess, Socket, manage, site_env, sqlite_url
 
-pytest_plugins = ["tests.fixtures.private"]
+pytest_plugins = ["tests.fixtures.faults"]
 
 PASSWORD = "a-long-unusual-passphrase-42"
 SERVING = re.compile(r"daphne process (\d+) serving, event loop (\S+)")
