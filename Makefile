@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv migrate clean browser
+.PHONY: run test venv migrate clean browser nginx
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ browser:
 		echo "Installing Debian's chromium for the browser tests..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
 
-test: venv browser
+# The multi-process and fault tests run a real nginx in front of the site
+# (docs/nginx.conf, in its own prefix: /etc/nginx is never used) with a
+# throwaway TLS certificate; install Debian's package when it is missing.
+nginx:
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null 2>&1 || { \
+		echo "Installing Debian's nginx for the multi-process tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx openssl >/dev/null; }
+
+test: venv browser nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
