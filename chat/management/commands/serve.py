@@ -145,6 +145,8 @@ class Supervisor:
         self.failed = False
 
     def spawn(self, slot: int) -> None:
+        if self.stopping:  # a signal came while the processes were being started
+            return
         fd = self.listener.fileno()
         process = subprocess.Popen(
             [sys.executable, "-m", "chat.management.commands.serve",
@@ -224,61 +226,72 @@ def install_loop(name: str) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def run_daphne(*, fd: int) -> None:
-    import django
+class DaphneProcess:
+    """One daphne process on the inherited socket `fd`; `run()` returns when it has stopped."""
 
-    django.setup()
-    from asgiref.compatibility import guarantee_single_callable
-    from daphne.access import AccessLogGenerator
-    from daphne.server import Server
-    from twisted.internet import reactor
+    def __init__(self, *, fd: int) -> None:
+        import django
 
-    from chat.generation import get_manager
-    from gptalk_site.asgi import application
+        django.setup()
+        from twisted.internet import reactor
 
-    loop = reactor._asyncioEventloop
-    stopping = False
+        self.fd = fd
+        self.reactor = reactor
+        self.loop = reactor._asyncioEventloop
+        self.stopping = False
 
-    async def started() -> None:
-        logger.info(
-            "daphne process %s serving, event loop %s.%s",
-            os.getpid(), type(asyncio.get_running_loop()).__module__, type(asyncio.get_running_loop()).__name__,
-        )
-        await get_manager().ensure_started()
+    def run(self) -> None:
+        from asgiref.compatibility import guarantee_single_callable
+        from daphne.access import AccessLogGenerator
+        from daphne.server import Server
 
-    async def stop() -> None:
+        from gptalk_site.asgi import application
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.on_signal)
+        Server(
+            application=guarantee_single_callable(application),
+            endpoints=[f"fd:fileno={self.fd}"],
+            # Ours above: Twisted's would stop the reactor before the answers end.
+            signal_handlers=False,
+            action_logger=AccessLogGenerator(sys.stdout),
+            proxy_forwarded_address_header="X-Forwarded-For",
+            proxy_forwarded_port_header="X-Forwarded-Port",
+            proxy_forwarded_proto_header="X-Forwarded-Proto",
+            websocket_max_message_size=settings.CHAT_WS_MAX_MESSAGE_BYTES,
+            ready_callable=lambda: self.loop.create_task(self.started()),
+        ).run()
+
+    async def started(self) -> None:
+        """Runs once the reactor runs: the answers' manager (and its sweep) starts
+        with the process, not with the first socket."""
+        from chat.generation import get_manager
+
+        loop = type(asyncio.get_running_loop())
+        logger.info("daphne process %s serving, event loop %s.%s", os.getpid(), loop.__module__, loop.__name__)
+        while not self.stopping:
+            try:
+                await get_manager().ensure_started()
+                return
+            except Exception:  # noqa: BLE001 - e.g. Redis not up yet: try again, the site still serves
+                logger.exception("starting the answers' manager failed; retrying in 1 s")
+                await asyncio.sleep(1)
+
+    def on_signal(self) -> None:
+        if not self.stopping:  # a second Ctrl-C (the terminal and the supervisor both send one)
+            self.stopping = True
+            logger.info("daphne process %s stopping: ending its answers", os.getpid())
+            self.loop.create_task(self.stop())
+
+    async def stop(self) -> None:
+        from chat.generation import get_manager
+
         try:
             await asyncio.wait_for(get_manager().shutdown(), timeout=ANSWERS_STOP_TIMEOUT)
         except Exception:  # noqa: BLE001 - the server must stop even if ending the answers failed
             logger.exception("ending the answers of process %s failed", os.getpid())
         await asyncio.sleep(FRAMES_DRAIN_SECONDS)
-        reactor.stop()
-
-    def on_signal() -> None:
-        nonlocal stopping
-        if not stopping:  # a second Ctrl-C (the terminal and the supervisor both send one)
-            stopping = True
-            logger.info("daphne process %s stopping: ending its answers", os.getpid())
-            loop.create_task(stop())
-
-    def ready() -> None:
-        loop.create_task(started())
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    server = Server(
-        application=guarantee_single_callable(application),
-        endpoints=[f"fd:fileno={fd}"],
-        # Ours above: Twisted's would stop the reactor before the answers end.
-        signal_handlers=False,
-        action_logger=AccessLogGenerator(sys.stdout),
-        proxy_forwarded_address_header="X-Forwarded-For",
-        proxy_forwarded_port_header="X-Forwarded-Port",
-        proxy_forwarded_proto_header="X-Forwarded-Proto",
-        websocket_max_message_size=settings.CHAT_WS_MAX_MESSAGE_BYTES,
-        ready_callable=ready,
-    )
-    server.run()
+        self.reactor.stop()
 
 
 def main() -> None:
@@ -290,7 +303,7 @@ def main() -> None:
     die_with_parent(args.parent)
     install_loop(args.loop)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptalk_site.settings")
-    run_daphne(fd=args.fd)
+    DaphneProcess(fd=args.fd).run()
 
 
 if __name__ == "__main__":
