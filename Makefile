@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# daphne processes sharing the port (more than 1 needs REDIS_URL).
+PROCESSES ?= 1
 
 .PHONY: run test venv migrate clean browser nginx
 
@@ -21,7 +23,7 @@ migrate: venv
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --processes $(PROCESSES)
 
 # Browser tests drive Debian's Chromium through Playwright (Playwright's own
 # browser download cannot work offline); install it when it is missing.
