@@ -26,6 +26,11 @@ def serving(site: SiteProcess) -> dict[int, str]:
     return {int(pid): loop for pid, loop in SERVING.findall(site.output())}
 
 
+def uvloop_loaded(pid: int) -> bool:
+    """Whether uvloop's compiled loop is mapped into the process (seen from outside it)."""
+    return "/uvloop/loop." in open(f"/proc/{pid}/maps").read()
+
+
 def wait_for(predicate, *, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
@@ -58,6 +63,7 @@ def test_processes_share_one_socket_on_uvloop_and_stop_together(sqlite_env, priv
                          what="two daphne processes did not start")
         assert set(loops.values()) == {"uvloop.Loop"}, "the running loop of each process"
         assert set(loops) == set(site.children())
+        assert all(uvloop_loaded(pid) for pid in loops)
         # Both accept on the one port the supervisor bound.
         with httpx.Client(trust_env=False, timeout=10) as client:
             for _ in range(20):
@@ -82,6 +88,7 @@ def test_the_asyncio_loop_can_be_chosen(sqlite_env):
     try:
         loops = wait_for(lambda: serving(site), timeout=30, what="daphne did not start")
         assert list(loops.values()) == ["asyncio.unix_events._UnixSelectorEventLoop"]
+        assert not uvloop_loaded(next(iter(loops)))
     finally:
         site.stop()
 
