@@ -27,9 +27,15 @@ def test_answer_left_streaming_by_a_killed_process_is_interrupted_after_restart(
         socket = await Socket.open(site, cookie)
         await socket.send({"type": "chat.send", "conversation": None, "content": "crash me"})
         frames = await socket.recv_until(lambda f: f["type"] == "delta" and f["seq"] >= 3)
-        await asyncio.sleep(1.3)  # at least one progress save
+        # Kill it once a progress save holds some text.
+        while not saved_text(frames[-1]["message"]):
+            await asyncio.sleep(0.05)
         site.kill()
         return frames[0]["conversation"]["id"], frames[-1]["message"]
+
+    def saved_text(message_id: int) -> str:
+        with sqlite3.connect(database) as db:
+            return db.execute("SELECT content FROM chat_message WHERE id = ?", (message_id,)).fetchone()[0]
 
     conversation_id, message_id = asyncio.run(before_crash())
     with sqlite3.connect(database) as db:
