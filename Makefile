@@ -9,7 +9,7 @@ PORT ?= 8000
 # daphne processes sharing the port (more than 1 needs REDIS_URL).
 PROCESSES ?= 1
 
-.PHONY: run test venv migrate clean browser nginx
+.PHONY: run test venv migrate static clean browser nginx
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ venv: $(VENV)/.installed
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
-run: migrate
+# Hashed, gzipped copies of static/ in staticfiles/ (what whitenoise serves with DEBUG off).
+static: venv
+	$(PY) manage.py collectstatic --noinput -v0
+
+run: migrate static
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) --processes $(PROCESSES)
 
 # Browser tests drive Debian's Chromium through Playwright (Playwright's own

@@ -8,4 +8,5 @@ app_name = "api"
 
 urlpatterns = [
     path("models/", views_api.models_list, name="models"),
+    path("conversations/", views_api.conversations_list, name="conversations"),
 ]

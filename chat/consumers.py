@@ -10,14 +10,17 @@ import asyncio
 import json
 import logging
 import re
+from dataclasses import replace
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.consumer import get_handler_name
 from django.conf import settings
 
-from chat import generation as gen
+from chat import events
+from chat.delivery import encode
+from chat.follow import Follower
+from chat.generation import get_manager
 from chat.models import Conversation, Message
 from chat.selectors import NotFound, aconversation_get, amessage_get, amessage_list
 from chat.serializers import conversation_data, message_data
@@ -25,17 +28,16 @@ from chat.services import conversations as conversation_services
 from chat.providers.registry import model_is_offered
 from chat.services.history import branch_messages, upstream_messages
 from chat.services.answers import NEWEST, Busy, answer_begin
-from chat.services.limits import LimitExceeded, limits_check
+from chat.services.limits import Allowance, LimitExceeded, allowance_get, limits_check
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
-
-# Channel-layer events whose handlers never touch the database. Channels (4.2+)
-# hops to the one database thread to close stale connections before every
-# event it dispatches; for these that hop is pure cost, and it queued every
-# delta of every socket behind the database work of all of them.
-NO_DB_EVENTS = frozenset({"chat.delta", "chat.snapshot", "chat.done", "chat.message", "chat.conversation"})
+# A new chat's upstream request goes out before the database has checked the
+# user's limits only while they are far from every limit (as last read): a
+# refused frame must never reach the upstream. The margins cover another tab
+# of the same user starting answers meanwhile.
+EARLY_MIN_STARTS = 2
+EARLY_MIN_CHARS = 20_000
 
 
 class ClientError(Exception):
@@ -97,25 +99,22 @@ async def _model_field(content: dict) -> str:
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
-    """One browser tab. Created per socket; `connect` runs at the handshake."""
+    """One browser tab. Created per socket; `connect` runs at the handshake.
 
+    The consumer decodes frames and calls services; the frames of answers
+    reach it from the process's Hub (chat.delivery), which calls `send_frame`.
+    It has no channel-layer channel of its own: the hub receives for all.
+    """
+
+    channel_layer_alias = None
     # The frame limit (also daphne's, see the serve command): the longest
     # allowed message, fully JSON-escaped, plus room for the JSON around it.
     max_frame_chars = settings.CHAT_WS_MAX_MESSAGE_BYTES
-    # Seconds without an event after which a followed answer is checked in the DB.
-    QUIET = 3.0
-    watchdog: asyncio.Task | None = None
+    user_id: int | None = None
 
     @classmethod
     async def encode_json(cls, content) -> str:
-        # No spaces, raw UTF-8: fewer bytes on the wire for every frame.
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False)
-
-    async def dispatch(self, message: dict) -> None:
-        if message["type"] in NO_DB_EVENTS:
-            await getattr(self, get_handler_name(message))(message)
-        else:
-            await super().dispatch(message)
+        return encode(content)
 
     # ---- websocket handlers --------------------------------------------------
 
@@ -127,34 +126,26 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         # Protocol version 2 (`/ws/chat/?v=2`): compact deltas, see docs/websocket-protocol.md.
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.compact = query.get("v") == ["2"]
-        self.watching: int | None = None
-        # Per answer being watched: the last seq sent, or None while a snapshot
-        # is awaited (deltas are held in `pending` meanwhile).
-        self.streams: dict[int, int | None] = {}
-        self.pending: dict[int, list[dict]] = {}
-        # When each followed answer was last heard of (loop time), for the watchdog.
-        self.heard: dict[int, float] = {}
-        self.manager = gen.get_manager()
+        self.follower = Follower(compact=query.get("v") == ["2"])
+        self.out: list = []  # frames queued by the hub
+        self.queued = False  # in the hub's list of sockets to send to
+        self.paused = False  # frames wait (behind a history being read)
+        self.manager = get_manager()
+        self.hub = self.manager.hub
         await self.manager.ensure_started()
-        await self.channel_layer.group_add(gen.user_group(user.pk), self.channel_name)
+        self.user_id = user.pk
+        self.allowance = await allowance_get(user=user)
+        await self.hub.socket_add(self)
         await self.accept()
-        self.watchdog = asyncio.create_task(self.watch_streams())
 
     async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "user"):
-            return
-        if self.watchdog is not None:
-            # Drop the reference too: the cancelled task keeps its CancelledError,
-            # whose traceback holds watch_streams' frame and so `self` — a cycle
-            # that kept this consumer, its scope and session until a full gc pass.
-            self.watchdog.cancel()
-            self.watchdog = None
-        await self.channel_layer.group_discard(gen.user_group(self.user.pk), self.channel_name)
-        if self.watching is not None:
-            await self.channel_layer.group_discard(
-                gen.conversation_group(self.watching), self.channel_name
-            )
+        if self.user_id is not None:
+            await self.hub.socket_remove(self)
+            self.out.clear()
+
+    async def send_frame(self, frame) -> None:
+        """Send one frame the hub made (chat.follow: a dict, or a v2 bare delta)."""
+        await self.base_send({"type": "websocket.send", "text": encode(frame)})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -222,32 +213,59 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         else:
             parent_id = NEWEST
         model = await _model_field(content)
-        # Every check and write in one trip to the database: a refused frame
-        # leaves no trace (not even an empty conversation).
+        # A new chat's history is its one message: the upstream is asked now,
+        # while the database saves the rows (the answer waits for them).
+        early = None
+        guess = [{"role": "user", "content": text}]
+        allowance = self.allowance
+        if (
+            conversation_id is None
+            and allowance.starts >= EARLY_MIN_STARTS
+            and allowance.chars >= EARLY_MIN_CHARS
+            and len(text) <= allowance.message_chars
+        ):
+            early = self.manager.prefetch(history=guess, model=model)
+        self.allowance = replace(allowance, starts=allowance.starts - 1)
         try:
+            # Every check and write in one trip to the database: a refused frame
+            # leaves no trace (not even an empty conversation).
             begun = await answer_begin(
                 user=self.user, conversation_id=conversation_id, content=text,
                 parent_id=parent_id, model=model,
             )
-        except LimitExceeded as exc:
-            raise ClientError(exc.code, exc.detail) from None
-        except Busy:
-            raise ClientError(
-                "busy", "An answer is still being written in this conversation: stop it or wait."
-            ) from None
+        except BaseException as exc:
+            if early is not None:
+                await early.aclose()
+            if isinstance(exc, LimitExceeded):
+                self.allowance = Allowance(starts=0, chars=0)  # until a start succeeds again
+                raise ClientError(exc.code, exc.detail) from None
+            if isinstance(exc, Busy):
+                raise _busy() from None
+            raise
+        self.allowance = begun.allowance
+        if early is not None and (begun.history != guess or begun.assistant.model != model):
+            # The new chat has more than its message (the account's custom
+            # instructions as its system prompt, or its default model).
+            await early.aclose()
+            early = None
         conversation = begun.conversation
-        await self.watch(conversation.pk)
+        await self.hub.watch(self, conversation.pk)
         if begun.created:
-            await self.channel_layer.group_send(
-                gen.user_group(self.user.pk),
-                {"type": "chat.conversation", "conversation": conversation_data(conversation)},
+            await self.hub.publish(
+                events.conversation(data=conversation_data(conversation), user=self.user_id),
+                group=events.user_group(self.user_id),
             )
-        await self.publish_message(begun.user_message, ref=ref)
-        await self.start_answer(conversation, begun.assistant, history=begun.history)
+        await self.hub.publish(
+            events.message(data=message_data(begun.user_message)),
+            group=events.conversation_group(conversation.pk),
+            ref_socket=self,
+            ref=ref,
+        )
+        await self.start_answer(conversation, begun.assistant, history=begun.history, upstream=early)
 
     async def command_stop(self, content: dict, ref: str | None) -> None:
         message = await amessage_get(user=self.user, message_id=_id_field(content, "message"))
-        if message.role != Message.Role.ASSISTANT or message.status not in ACTIVE:
+        if message.role != Message.Role.ASSISTANT or message.status not in events.ACTIVE:
             raise ClientError("not_streaming", "That answer is not being written any more.")
         await self.manager.request_stop(message_id=message.pk)
 
@@ -256,37 +274,47 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if old.role != Message.Role.ASSISTANT or old.parent_id is None:
             raise ClientError("bad_field", "Only an answer can be regenerated.")
         conversation = old.conversation
-        if await conversation.messages.filter(role=Message.Role.ASSISTANT, status__in=ACTIVE).aexists():
-            raise ClientError(
-                "busy", "An answer is still being written in this conversation: stop it or wait."
-            )
+        if await conversation.messages.filter(role=Message.Role.ASSISTANT, status__in=events.ACTIVE).aexists():
+            raise _busy()
         model = await _model_field(content) or old.model
         await self.check_limits()
         parent = await Message.objects.aget(pk=old.parent_id)
         assistant = await sync_to_async(conversation_services.assistant_placeholder_create)(
             conversation=conversation, parent=parent, model=model
         )
-        await self.watch(conversation.pk)
-        await self.start_answer(conversation, assistant)
+        await self.hub.watch(self, conversation.pk)
+        messages = await amessage_list(conversation=conversation)
+        chain = branch_messages(messages=messages, leaf_id=assistant.parent_id)
+        history = upstream_messages(conversation=conversation, chain=chain)
+        await self.start_answer(conversation, assistant, history=history)
 
     async def command_open(self, content: dict, ref: str | None) -> None:
         conversation = await aconversation_get(
             user=self.user, conversation_id=_id_field(content, "conversation")
         )
-        await self.watch(conversation.pk)
-        # Joined the group first, read the rows second: whatever finishes after
-        # this read arrives as an event, so nothing falls between the two.
-        messages = await amessage_list(conversation=conversation)
-        await self.send_json(
-            {
-                "type": "history",
-                "conversation": conversation_data(conversation),
-                "messages": [message_data(m) for m in messages],
-            }
-        )
-        for message in messages:
-            if message.role == Message.Role.ASSISTANT and message.status in ACTIVE:
-                await self.resync(message.pk)
+        # Joined first, read the rows second: whatever finishes after this read
+        # arrives as an event, so nothing falls between the two. Frames of
+        # those events wait until the history is sent.
+        self.paused = True
+        try:
+            await self.hub.watch(self, conversation.pk)
+            messages = await amessage_list(conversation=conversation)
+            await self.send_json(
+                {
+                    "type": "history",
+                    "conversation": conversation_data(conversation),
+                    "messages": [message_data(m) for m in messages],
+                }
+            )
+            for message in messages:
+                if (
+                    message.role == Message.Role.ASSISTANT
+                    and message.status in events.ACTIVE
+                    and message.pk not in self.follower.streams
+                ):
+                    self.hub.join_answer(self, message.pk)
+        finally:
+            self.hub.release(self)
 
     # ---- helpers -------------------------------------------------------------
 
@@ -297,172 +325,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except LimitExceeded as exc:
             raise ClientError(exc.code, exc.detail) from None
 
-    async def watch(self, conversation_id: int) -> None:
-        """Subscribe this socket to one conversation's answers (and leave the last one)."""
-        if self.watching == conversation_id:
-            return
-        if self.watching is not None:
-            await self.channel_layer.group_discard(
-                gen.conversation_group(self.watching), self.channel_name
-            )
-        self.streams.clear()
-        self.heard.clear()
-        self.pending.clear()
-        self.watching = conversation_id
-        await self.channel_layer.group_add(gen.conversation_group(conversation_id), self.channel_name)
-
-    def follow(self, message_id: int, seq: int | None) -> None:
-        """Record the last seq sent for an answer (None: awaiting a snapshot)."""
-        self.streams[message_id] = seq
-        self.heard[message_id] = asyncio.get_running_loop().time()
-
-    async def resync(self, message_id: int) -> None:
-        """Get a snapshot of an answer in progress; hold its deltas until it comes."""
-        self.follow(message_id, None)
-        self.pending[message_id] = []
-        local = self.manager.local_snapshot(message_id=message_id)
-        if local is not None:
-            await self.chat_snapshot(local)
-            return
-        await self.manager.request_snapshot(message_id=message_id, reply_to=self.channel_name)
-
-    async def watch_streams(self) -> None:
-        """Heal what the channel layer can lose: a snapshot reply or a `done`
-        (a full channel drops events; a dead process sends nothing).
-
-        Runs for the life of the socket. An answer this socket follows that has
-        been quiet for QUIET seconds is checked against its saved row: ended →
-        the `done` is sent from the row; still running and awaiting a snapshot
-        → the snapshot is asked for again.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.QUIET / 2)
-            now = loop.time()
-            for message_id in [m for m, t in self.heard.items() if now - t >= self.QUIET]:
-                self.heard[message_id] = now
-                message = await Message.objects.filter(pk=message_id).only(
-                    "pk", "status", "content", "error"
-                ).afirst()
-                if message_id not in self.streams:
-                    continue  # ended while we looked
-                if message is None or message.status not in ACTIVE:
-                    await self.chat_done(
-                        {
-                            "message": message_id,
-                            "status": message.status if message else Message.Status.FAILED,
-                            "content": message.content if message else "",
-                            "error": (message.error or None) if message else "This answer was deleted.",
-                        }
-                    )
-                elif self.streams[message_id] is None:
-                    await self.manager.request_snapshot(
-                        message_id=message_id, reply_to=self.channel_name
-                    )
-
-    async def publish_message(self, message: Message, *, ref: str | None = None) -> None:
-        await self.channel_layer.group_send(
-            gen.conversation_group(message.conversation_id),
-            {
-                "type": "chat.message",
-                "message": message_data(message),
-                "ref": ref,
-                "origin": self.channel_name,
-            },
-        )
-
     async def start_answer(
-        self, conversation: Conversation, assistant: Message, *, history: list[dict] | None = None
+        self, conversation: Conversation, assistant: Message, *, history: list[dict], upstream=None
     ) -> None:
-        if history is None:
-            messages = await amessage_list(conversation=conversation)
-            chain = branch_messages(messages=messages, leaf_id=assistant.parent_id)
-            history = upstream_messages(conversation=conversation, chain=chain)
-        self.follow(assistant.pk, 0)
-        await self.publish_message(assistant)
         await self.manager.start(
             message_id=assistant.pk,
             conversation_id=conversation.pk,
             history=history,
             model=assistant.model,
-            owner_id=self.user.pk,
+            owner_id=self.user_id,
+            upstream=upstream,
+            placeholder=message_data(assistant),
         )
 
-    # ---- channel-layer handlers ----------------------------------------------
 
-    async def chat_conversation(self, event: dict) -> None:
-        await self.send_json({"type": "conversation", "conversation": event["conversation"]})
-
-    async def chat_message(self, event: dict) -> None:
-        frame = {"type": "message", "message": event["message"]}
-        if event.get("ref") is not None and event.get("origin") == self.channel_name:
-            frame["ref"] = event["ref"]
-        message = event["message"]
-        if message["role"] == Message.Role.ASSISTANT and message["status"] in ACTIVE:
-            if message["id"] not in self.streams:
-                self.follow(message["id"], 0)
-        await self.send_json(frame)
-
-    async def chat_delta(self, event: dict) -> None:
-        message_id, seq = event["message"], event["seq"]
-        if message_id not in self.streams:
-            if event["conversation"] != self.watching:
-                return  # queued before this socket switched conversations
-            # An answer of the watched conversation whose start this socket
-            # missed (a dropped event): get a snapshot first.
-            await self.resync(message_id)
-        last = self.streams[message_id]
-        if last is None:
-            self.pending[message_id].append(event)
-            return
-        if seq <= last:
-            return  # already covered by a snapshot
-        if seq != last + 1:
-            # A gap (an event was dropped): heal with a snapshot, never show wrong text.
-            await self.resync(message_id)
-            if self.streams.get(message_id, 0) is None:
-                self.pending[message_id].append(event)
-            elif seq > self.streams[message_id]:
-                await self.chat_delta(event)
-            return
-        self.follow(message_id, seq)
-        if self.compact and not event.get("reset") and len(self.streams) == 1:
-            # v2: the next piece of the one answer this socket follows, as a bare JSON string.
-            await self.send(text_data=json.dumps(event["text"], ensure_ascii=False))
-            return
-        frame = {"type": "delta", "message": message_id, "seq": seq, "text": event["text"]}
-        if event.get("reset"):
-            frame["reset"] = True
-        await self.send_json(frame)
-
-    async def chat_snapshot(self, event: dict) -> None:
-        message_id = event["message"]
-        if message_id not in self.streams:
-            return  # no longer watched
-        held = self.pending.pop(message_id, [])
-        self.follow(message_id, event["seq"])
-        await self.send_json(
-            {"type": "snapshot", "message": message_id, "seq": event["seq"], "content": event["content"]}
-        )
-        for delta in held:
-            if delta["seq"] > self.streams[message_id]:
-                await self.chat_delta(delta)
-
-    async def chat_done(self, event: dict) -> None:
-        followed = self.streams.pop(event["message"], None)
-        self.heard.pop(event["message"], None)
-        self.pending.pop(event["message"], None)
-        frame = {
-            "type": "done",
-            "message": event["message"],
-            "status": event["status"],
-            "error": event["error"],
-        }
-        final_seq = event.get("seq")
-        if final_seq is not None:
-            frame["seq"] = final_seq
-        # v2 leaves the text out when this socket already has all of it; v1
-        # always sends it (the client replaces its text with it).
-        if not (self.compact and final_seq is not None and followed == final_seq):
-            frame["content"] = event["content"]
-        await self.send_json(frame)
+def _busy() -> ClientError:
+    return ClientError("busy", "An answer is still being written in this conversation: stop it or wait.")

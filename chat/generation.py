@@ -1,18 +1,20 @@
 """Server-side answers: one task per assistant message, owned by a process, not a socket.
 
-A Generation reads the provider's deltas and publishes seq-numbered events to
-the conversation's channel-layer group, so every socket of the owner (a reload,
-a second tab, another process behind the same Redis) sees the same answer. The
-text is saved about once a second while it streams and once at the end.
+A Generation reads the provider's deltas; the process's Hub (chat.delivery)
+turns what arrived during one turn of the event loop into one seq-numbered
+event for every socket that follows the answer, in this process or another.
+The text is saved about once a second while it streams and once at the end.
 
-Each process has one GenerationManager per event loop. It listens on a channel
-of its own, added to the group `gen.<message id>` of every answer it runs, so
-that a stop or snapshot request reaches the answer from any process.
+Each process has one GenerationManager per event loop, started with the
+process: it runs the answers, saves them, sweeps the answers whose process
+died, and ends its own answers (saved, marked, sockets told) when the process
+is asked to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -20,13 +22,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
+from chat import events
+from chat.delivery import Hub
 from chat.models import Message
-from chat.providers.registry import answer_stream
+from chat.providers.registry import answer_stream, providers_warm
 from chat.serializers import conversation_data
 from chat.services import conversations as conversation_services
 from chat.services.errors import GPTalkError
@@ -37,24 +41,47 @@ logger = logging.getLogger(__name__)
 ProviderCall = Callable[..., AsyncIterator[str]]
 
 
-def conversation_group(conversation_id: int) -> str:
-    return f"conv.{conversation_id}"
+class EarlyStream:
+    """An answer's upstream stream, asked for before the answer's rows are saved.
+
+    The request goes out at once (a task waits for the first delta) while the
+    database writes the rows; the generation then reads it like any stream.
+    Starting an answer thus never waits for the database queue before asking
+    the model.
+    """
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.first: asyncio.Future | None = asyncio.ensure_future(stream.__anext__())
+
+    @property
+    def provider_name(self) -> str:
+        return getattr(self.stream, "provider_name", "")
+
+    @property
+    def model(self) -> str:
+        return getattr(self.stream, "model", "")
+
+    def __aiter__(self) -> EarlyStream:
+        return self
+
+    async def __anext__(self):
+        first, self.first = self.first, None
+        if first is not None:
+            return await first
+        return await self.stream.__anext__()
+
+    async def aclose(self) -> None:
+        first, self.first = self.first, None
+        if first is not None and not first.done():
+            first.cancel()
+        if first is not None:
+            with contextlib.suppress(BaseException):
+                await first
+        await self.stream.aclose()
 
 
-def generation_group(message_id: int) -> str:
-    return f"gen.{message_id}"
-
-
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
-
-
-def default_provider() -> ProviderCall:
-    """The enabled providers with fallback (chat/providers/registry.py)."""
-    return answer_stream
-
-
-@dataclass
+@dataclass(eq=False)
 class Generation:
     """One answer being written. Lives in the registry of the process running it."""
 
@@ -69,7 +96,7 @@ class Generation:
     delta_count: int = 0  # deltas received from the provider
     pending: str = ""  # received, not yet published
     pending_reset: bool = False
-    closing: bool = False
+    queued: bool = False  # waiting for the hub to publish it this tick
     stop_requested: bool = False
     started: float = field(default_factory=time.monotonic)
     first_delta_ms: int | None = None
@@ -78,7 +105,7 @@ class Generation:
     task: asyncio.Task | None = None
     # The provider's stream; its `provider_name` and `model` (when it has them) are saved at the end.
     upstream: AsyncIterator[str] | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    remotes: set = field(default_factory=set)  # channels of other processes that follow it
 
     def absorb(self, delta: str) -> None:
         """Fold one provider delta into the text and the part not yet published."""
@@ -91,7 +118,6 @@ class Generation:
         else:
             self.text += delta
             self.pending += delta
-        self.wake.set()
 
     def has_pending(self) -> bool:
         return bool(self.pending) or self.pending_reset
@@ -99,65 +125,64 @@ class Generation:
     def take_event(self) -> dict:
         """Everything received since the last event, as the next seq-numbered event."""
         self.seq += 1
-        event = {
-            "type": "chat.delta",
-            "conversation": self.conversation_id,
-            "message": self.message_id,
-            "seq": self.seq,
-            "text": self.pending,
-        }
-        if self.pending_reset:
-            event["reset"] = True
+        event = events.delta(
+            message=self.message_id,
+            conversation=self.conversation_id,
+            seq=self.seq,
+            text=self.pending,
+            reset=self.pending_reset,
+        )
         self.published = self.text
         self.pending, self.pending_reset = "", False
         return event
 
     def snapshot_event(self) -> dict:
-        return {
-            "type": "chat.snapshot",
-            "message": self.message_id,
-            "seq": self.seq,
-            "content": self.published,
-        }
+        return events.snapshot(message=self.message_id, seq=self.seq, content=self.published)
 
 
 class GenerationManager:
-    """The answers running in this process, and its channel for stop/snapshot requests."""
+    """The answers running in this process, their saves, and the sweep of dead processes' answers."""
 
     def __init__(self) -> None:
-        self.layer = get_channel_layer()
         self.generations: dict[int, Generation] = {}
-        self.channel: str | None = None
-        self._listener: asyncio.Task | None = None
-        self._sweeper: asyncio.Task | None = None
-        self._flusher: asyncio.Task | None = None
+        self.hub = Hub(get_channel_layer(), answers=self.generations, on_stop=self.stop_local)
+        self.started = False
+        self._tasks: list[asyncio.Task] = []
         self._ready = asyncio.Lock()
 
     async def ensure_started(self) -> None:
+        """Join the channel layer and start saving and sweeping (once per process)."""
         async with self._ready:
-            if self.channel is not None:
+            if self.started:
                 return
-            # The default prefix on purpose: channels_redis receives every
-            # process-local channel through one shared key per prefix, and a
-            # second prefix would starve the consumers' channels.
-            self.channel = await self.layer.new_channel()
-            self._listener = asyncio.create_task(self._listen(), name="generation-listener")
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="generation-sweeper")
-            self._flusher = asyncio.create_task(self._flush_forever(), name="generation-flusher")
+            await self.hub.start()
+            providers_warm()
+            self._tasks = [
+                asyncio.create_task(self._sweep_forever(), name="generation-sweeper"),
+                asyncio.create_task(self._flush_forever(), name="generation-flusher"),
+            ]
+            self.started = True
 
     async def shutdown(self) -> None:
-        """Stop listening and end every answer of this process (tests, loop shutdown)."""
+        """End every answer of this process: saved with its text, marked
+        interrupted, its sockets told. Called when the process is asked to stop
+        (SIGTERM) and when a test's event loop ends."""
         tasks = [g.task for g in self.generations.values() if g.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for task in (self._listener, self._sweeper, self._flusher):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self.channel = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.hub.close()
+        self.started = False
 
     # -- starting and stopping ------------------------------------------------
+
+    def prefetch(self, *, history: list[dict], model: str = "", provider: ProviderCall | None = None) -> EarlyStream:
+        """Ask the upstream for an answer now, before its rows exist (see EarlyStream)."""
+        return EarlyStream((provider or answer_stream)(model=model or None, messages=history))
 
     async def start(
         self,
@@ -168,7 +193,12 @@ class GenerationManager:
         model: str = "",
         owner_id: int | None = None,
         provider: ProviderCall | None = None,
+        upstream: EarlyStream | None = None,
+        placeholder: dict | None = None,
     ) -> Generation:
+        """Run an answer in this process. `placeholder` (the assistant message's
+        data) is published first, so that every socket meets the answer before
+        its first delta; `upstream`, a stream already asked for, is used as is."""
         await self.ensure_started()
         generation = Generation(
             message_id=message_id,
@@ -178,79 +208,48 @@ class GenerationManager:
             owner_id=owner_id,
         )
         self.generations[message_id] = generation
-        await self.layer.group_add(generation_group(message_id), self.channel)
-        generation.task = asyncio.create_task(
-            self._run(generation, provider or default_provider()),
-            name=f"generation-{message_id}",
-        )
+        if upstream is None:
+            upstream = (provider or answer_stream)(model=model or None, messages=history)
+        generation.upstream = upstream
+        generation.task = asyncio.create_task(self._run(generation), name=f"generation-{message_id}")
+        # Reachable by other processes before they learn that the answer exists.
+        await self.hub.join_group(events.generation_group(message_id))
+        if placeholder is not None:
+            await self.hub.publish(events.message(data=placeholder), group=events.conversation_group(conversation_id))
         return generation
 
     async def request_stop(self, *, message_id: int) -> None:
         """Ask whichever process runs the answer to stop it."""
-        local = self.generations.get(message_id)
-        if local is not None:
-            self._stop_local(local)
-            return
-        await self.layer.group_send(
-            generation_group(message_id), {"type": "generation.stop", "message": message_id}
-        )
+        if not self.stop_local(message_id):
+            await self.hub.send_group(
+                events.generation_group(message_id), {"type": events.STOP, "message": message_id}
+            )
 
-    def local_snapshot(self, *, message_id: int) -> dict | None:
-        """The snapshot event of an answer running in this process, else None."""
-        local = self.generations.get(message_id)
-        return local.snapshot_event() if local is not None else None
-
-    async def request_snapshot(self, *, message_id: int, reply_to: str) -> None:
-        """Ask the process running the answer to send its snapshot to `reply_to`."""
-        await self.layer.group_send(
-            generation_group(message_id),
-            {"type": "generation.snapshot", "message": message_id, "reply_to": reply_to},
-        )
-        return False
-
-    def _stop_local(self, generation: Generation) -> None:
+    def stop_local(self, message_id: int) -> bool:
+        """Stop an answer of this process; False if it does not run here."""
+        generation = self.generations.get(message_id)
+        if generation is None:
+            return False
         generation.stop_requested = True
         if generation.task is not None and not generation.task.done():
             generation.task.cancel()
-
-    async def _listen(self) -> None:
-        while True:
-            event = await self.layer.receive(self.channel)
-            try:
-                await self._handle(event)
-            except Exception:  # noqa: BLE001 - the listener must outlive one bad event
-                logger.exception("generation listener failed on %s", event.get("type"))
-
-    async def _handle(self, event: dict) -> None:
-        kind = event.get("type")
-        if kind == "generation.stop":
-            generation = self.generations.get(event.get("message"))
-            if generation is not None:
-                self._stop_local(generation)
-        elif kind == "generation.snapshot":
-            generation = self.generations.get(event.get("message"))
-            if generation is not None:
-                try:
-                    await self.layer.send(event["reply_to"], generation.snapshot_event())
-                except ChannelFull:
-                    pass  # the asking socket is flooded; its watchdog asks again
+        return True
 
     # -- the answer itself ----------------------------------------------------
 
-    async def _run(self, generation: Generation, provider: ProviderCall) -> None:
+    async def _run(self, generation: Generation) -> None:
         status, error = Message.Status.COMPLETE, ""
         cancelled_by_shutdown = False
-        sender = asyncio.create_task(self._publish(generation))
+        hub = self.hub
         try:
-            stream = generation.upstream = provider(
-                model=generation.model or None, messages=generation.history
-            )
+            stream = generation.upstream
             try:
                 async for delta in stream:
                     if delta or isinstance(delta, ContentReset):
-                        # The relay never waits here: the sender publishes, the
-                        # flusher saves.
+                        # The relay never waits here: the hub publishes this
+                        # tick's text, the flusher saves.
                         generation.absorb(delta)
+                        hub.touch(generation)
             finally:
                 await stream.aclose()
         except asyncio.CancelledError:
@@ -266,9 +265,7 @@ class GenerationManager:
             logger.exception("answer %s failed unexpectedly", generation.message_id)
             status, error = Message.Status.FAILED, "Something went wrong on the server while writing this answer."
         # Every piece received is published before the `done`.
-        generation.closing = True
-        generation.wake.set()
-        await asyncio.shield(sender)
+        hub.drain(generation)
         # After the first complete answer the conversation gets its short title
         # (in the same trip to the database as the final save).
         retitle = (
@@ -277,22 +274,6 @@ class GenerationManager:
         await asyncio.shield(self._finish(generation, status, error, retitle=retitle))
         if cancelled_by_shutdown:
             raise asyncio.CancelledError
-
-    async def _publish(self, generation: Generation) -> None:
-        """Publish what the answer received, as fast as the channel layer takes it.
-
-        When the layer keeps up, each delta is its own event; when it falls
-        behind (many streams, a slow Redis), whatever piled up meanwhile goes out
-        as one event: no fixed coalescing window, no added delay, no backlog.
-        """
-        group = conversation_group(generation.conversation_id)
-        while True:
-            await generation.wake.wait()
-            generation.wake.clear()
-            while generation.has_pending():
-                await self.layer.group_send(group, generation.take_event())
-            if generation.closing:
-                return
 
     async def _flush_forever(self) -> None:
         while True:
@@ -306,7 +287,8 @@ class GenerationManager:
         """Save every answer in progress that has new text (about once a second)
         or whose lease needs refreshing (a silent upstream: login, a stall), in
         one transaction and one trip to the database thread for all of them.
-        Returns how many were saved."""
+        Returns how many were saved. A failed save (the database restarting) is
+        retried next round: the rows are marked saved only when it succeeded."""
         now = time.monotonic()
         refresh = settings.CHAT_GENERATION_LEASE / 3
         due = [
@@ -318,46 +300,62 @@ class GenerationManager:
         if not due:
             return 0
         rows = [(g.message_id, g.text, g.delta_count) for g in due]
-        for g in due:
-            g.last_save, g.saved_count = now, g.delta_count
+        counts = [g.delta_count for g in due]
         await conversation_services.messages_save_progress(rows=rows)
+        for g, count in zip(due, counts):
+            g.last_save, g.saved_count = now, count
         return len(rows)
 
     async def _finish(self, generation: Generation, status: str, error: str, *, retitle: bool) -> None:
-        retitled = None
-        try:
-            retitled = await conversation_services.answer_finish(
-                message_id=generation.message_id,
-                conversation_id=generation.conversation_id,
-                retitle=retitle,
-                content=generation.text,
+        retitled = await self._save_final(generation, status, error, retitle=retitle)
+        self.generations.pop(generation.message_id, None)
+        await self.hub.leave_group(events.generation_group(generation.message_id))
+        await self.hub.publish(
+            events.done(
+                message=generation.message_id,
+                conversation=generation.conversation_id,
                 status=status,
+                content=generation.text,
                 error=error,
-                delta_count=generation.delta_count,
-                first_delta_ms=generation.first_delta_ms,
-                duration_ms=int((time.monotonic() - generation.started) * 1000),
-                provider=getattr(generation.upstream, "provider_name", ""),
+                seq=generation.seq,
                 model=getattr(generation.upstream, "model", ""),
-            )
-        finally:
-            self.generations.pop(generation.message_id, None)
-            await self.layer.group_discard(generation_group(generation.message_id), self.channel)
-            await self.layer.group_send(
-                conversation_group(generation.conversation_id),
-                {
-                    "type": "chat.done",
-                    "message": generation.message_id,
-                    "status": status,
-                    "content": generation.text,
-                    "error": error or None,
-                    "seq": generation.seq,
-                },
-            )
+            ),
+            group=events.conversation_group(generation.conversation_id),
+            remotes=generation.remotes,
+        )
         if retitled is not None:
-            await self.layer.group_send(
-                user_group(generation.owner_id),
-                {"type": "chat.conversation", "conversation": conversation_data(retitled)},
+            await self.hub.publish(
+                events.conversation(data=conversation_data(retitled), user=generation.owner_id),
+                group=events.user_group(generation.owner_id),
             )
+
+    async def _save_final(self, generation: Generation, status: str, error: str, *, retitle: bool):
+        """The final write, retried while the database is away (a restart): an
+        answer is never left `streaming` with its end unsaved."""
+        delay = 0.2
+        deadline = time.monotonic() + settings.CHAT_GENERATION_LEASE
+        while True:
+            try:
+                return await conversation_services.answer_finish(
+                    message_id=generation.message_id,
+                    conversation_id=generation.conversation_id,
+                    retitle=retitle,
+                    content=generation.text,
+                    status=status,
+                    error=error,
+                    delta_count=generation.delta_count,
+                    first_delta_ms=generation.first_delta_ms,
+                    duration_ms=int((time.monotonic() - generation.started) * 1000),
+                    provider=getattr(generation.upstream, "provider_name", ""),
+                    model=getattr(generation.upstream, "model", ""),
+                )
+            except DatabaseError:
+                if time.monotonic() > deadline:
+                    logger.exception("the final save of answer %s failed; giving up", generation.message_id)
+                    return None
+                logger.warning("the final save of answer %s failed; retrying", generation.message_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     # -- answers whose process died -------------------------------------------
 
@@ -376,7 +374,7 @@ class GenerationManager:
             (m.pk, m.conversation_id, m.content)
             async for m in Message.objects.filter(
                 role=Message.Role.ASSISTANT,
-                status__in=(Message.Status.PENDING, Message.Status.STREAMING),
+                status__in=events.ACTIVE,
                 updated_at__lt=cutoff,
             )
             .exclude(pk__in=list(self.generations))
@@ -389,15 +387,15 @@ class GenerationManager:
             ):
                 continue  # its owner saved it meanwhile: it is alive or finished
             marked += 1
-            await self.layer.group_send(
-                conversation_group(conversation_id),
-                {
-                    "type": "chat.done",
-                    "message": pk,
-                    "status": Message.Status.INTERRUPTED,
-                    "content": content,
-                    "error": conversation_services.INTERRUPTED_ERROR,
-                },
+            await self.hub.publish(
+                events.done(
+                    message=pk,
+                    conversation=conversation_id,
+                    status=Message.Status.INTERRUPTED,
+                    content=content,
+                    error=conversation_services.INTERRUPTED_ERROR,
+                ),
+                group=events.conversation_group(conversation_id),
             )
         return marked
 

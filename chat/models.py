@@ -181,3 +181,21 @@ class UsageLimit(models.Model):
 
     def __str__(self) -> str:
         return f"Limits for {self.user or self.group}"
+
+
+class AccountSettings(models.Model):
+    """A person's defaults for the chats they start, edited on their account page.
+
+    New conversations copy them (the model, and the instructions as the system
+    prompt), so a later change never rewrites a chat that already exists.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_settings"
+    )
+    default_model = models.CharField(max_length=100, blank=True, default="")
+    custom_instructions = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Account settings of {self.user}"

@@ -26,5 +26,7 @@ def message_data(message: Message) -> dict:
         "content": message.content,
         "error": message.error or None,
         "parent": message.parent_id,
+        # The model that wrote an answer (shown under it); the one asked for until it ends.
+        "model": message.model or None,
         "created_at": _iso(message.created_at),
     }

@@ -7,6 +7,7 @@ app_name = "chat"
 urlpatterns = [
     path("", views.index, name="index"),
     path("c/<int:conversation_id>/", views.conversation, name="conversation"),
+    path("favicon.ico", views.favicon, name="favicon"),
     # Management (JSON; POSTs need the CSRF header).
     path("c/new/", views_manage.conversation_create, name="create"),
     path("c/<int:conversation_id>/info/", views_manage.conversation_detail, name="detail"),

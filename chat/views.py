@@ -9,10 +9,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.templatetags.static import static
+from django.views.decorators.http import require_http_methods, require_safe
 
 from chat.forms import SignupForm
-from chat.selectors import NotFound, conversation_get, conversation_list, message_list
+from chat.selectors import NotFound, conversation_get, conversation_page, message_list
+from chat.services.accounts import account_settings_get
 from chat.serializers import message_data
 
 
@@ -83,8 +85,13 @@ def _management_urls() -> dict[str, str]:
 
 
 def _chat_page(request: HttpRequest, *, conversation=None) -> HttpResponse:
-    conversations = conversation_list(user=request.user)
+    # The sidebar's first page; the rest comes from /api/conversations/ as the list scrolls.
+    page = conversation_page(user=request.user)
+    conversations = page.conversations
+    if conversation and conversation not in conversations:
+        conversations = [*conversations, conversation]  # the open chat is always listed
     messages = message_list(conversation=conversation) if conversation else []
+    defaults = account_settings_get(user=request.user)
     config = {
         "conversation": conversation.pk if conversation else None,
         "socketPath": "/ws/chat/?v=2",  # compact deltas (docs/websocket-protocol.md)
@@ -95,11 +102,15 @@ def _chat_page(request: HttpRequest, *, conversation=None) -> HttpResponse:
         ),
         "loginUrl": reverse("login"),
         "csrfToken": get_token(request),
+        # The account page's defaults, shown on a new chat before its first message.
+        "defaultModel": defaults.default_model,
+        "defaultInstructions": defaults.custom_instructions,
         "urls": _management_urls(),
         "strings": _ui_strings(),
     }
     context = {
         "conversations": conversations,
+        "conversations_next": page.next_cursor,
         "conversation": conversation,
         "messages_data": [message_data(m) for m in messages],
         "chat_config": config,
@@ -107,14 +118,15 @@ def _chat_page(request: HttpRequest, *, conversation=None) -> HttpResponse:
     return render(request, "chat/index.html", context)
 
 
-@require_GET
+# HEAD as well as GET: uptime checks ask with HEAD.
+@require_safe
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
     """The chat with no conversation open: a new chat starts here."""
     return _chat_page(request)
 
 
-@require_GET
+@require_safe
 @login_required
 def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """One of the user's conversations; the same 404 whether missing or someone else's."""
@@ -143,3 +155,9 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect(next_url or "chat:index")
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers and crawlers ask for whatever the page links: the SVG icon."""
+    return redirect(static("chat/favicon.svg"))

@@ -20,9 +20,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import generation
-from chat.search import conversation_search
-from chat.selectors import NotFound, conversation_get, message_list
+from chat import events
+from chat.selectors import NotFound, conversation_get, conversation_search, message_list
 from chat.serializers import conversation_data, message_data
 from chat.services import export as export_services
 from chat.services import manage
@@ -83,8 +82,8 @@ def _tell_other_tabs(request: HttpRequest, conversation) -> None:
     if layer is None:
         return
     async_to_sync(layer.group_send)(
-        generation.user_group(request.user.pk),
-        {"type": "chat.conversation", "conversation": conversation_data(conversation)},
+        events.user_group(request.user.pk),
+        events.conversation(data=conversation_data(conversation), user=request.user.pk),
     )
 
 

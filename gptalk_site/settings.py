@@ -208,12 +208,29 @@ LOGIN_REDIRECT_URL = "chat:index"
 LOGOUT_REDIRECT_URL = "login"
 SIGNUP_ENABLED = env_bool("GPTALK_SIGNUP_ENABLED", default=True)
 
-EMAIL_BACKEND = os.environ.get(
-    "DJANGO_EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
-    else "django.core.mail.backends.smtp.EmailBackend",
+# Mail (password resets). Mail counts as configured when EMAIL_HOST names an
+# SMTP server, or DJANGO_EMAIL_BACKEND names a backend on purpose (e.g. the
+# console one in development). Otherwise nothing can reach a person's inbox:
+# the reset page says to ask an administrator, who makes a one-time reset link
+# in the admin; a console backend that no one reads never stands in for mail.
+_EMAIL_HOST_SET = os.environ.get("EMAIL_HOST", "").strip()
+EMAIL_HOST = _EMAIL_HOST_SET or "localhost"
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set EMAIL_USE_TLS (STARTTLS) or EMAIL_USE_SSL (implicit TLS), not both.")
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "GPTalk Chat <noreply@localhost>")
+_EMAIL_BACKEND_SET = os.environ.get("DJANGO_EMAIL_BACKEND", "").strip()
+EMAIL_BACKEND = _EMAIL_BACKEND_SET or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if _EMAIL_HOST_SET or not DEBUG
+    else "django.core.mail.backends.console.EmailBackend"
 )
+EMAIL_CONFIGURED = bool(_EMAIL_HOST_SET or _EMAIL_BACKEND_SET)
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
@@ -224,7 +241,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` fills it (`make run` does); tests point it elsewhere.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
+# Hashed names and gzip copies (gptalk_site/staticfiles.py). Whitenoise serves a
+# hashed name as immutable for ten years, and any other name for a minute
+# (WHITENOISE_MAX_AGE's default), so an upgrade never leaves stale JavaScript.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "gptalk_site.staticfiles.StaticFilesStorage"},
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

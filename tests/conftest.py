@@ -5,6 +5,18 @@ import pytest
 pytest_plugins = ["tests.fixtures.emulator"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files():
+    """pytest-django runs with DEBUG off, where `{% static %}` reads the manifest
+    of collected files: collect them once for the session."""
+    from django.test import override_settings
+
+    from tests.fixtures.site import collected_static
+
+    with override_settings(STATIC_ROOT=str(collected_static())):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_gptalk_state():
     """The provider's token state and the cached provider rows are per process;

@@ -113,8 +113,11 @@ async def test_provider_rows_are_read_once_per_ttl_and_a_save_is_seen_at_once(em
     # rows already read still answer — no query per answer...
     await Provider.objects.filter(name="Ollama").aupdate(enabled=False)
     assert "Ollama" in names(await registry.providers_enabled())
-    # ...until the TTL has passed.
+    # ...until the TTL has passed: then the rows in hand answer once more (no
+    # answer waits for the database) while a fresh read runs behind them.
     monkeypatch.setattr(registry, "_rows", (0.0, registry._rows[1]))
+    assert "Ollama" in names(await registry.providers_enabled())
+    await registry._rows_loading
     assert "Ollama" not in names(await registry.providers_enabled())
     # Adding or deleting through the ORM in this process: seen at once.
     await Provider.objects.acreate(name="vLLM", kind="openai", base_url="http://v/v1", order=2)

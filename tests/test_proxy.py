@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.emulator import REPO_ROOT
 from tests.fixtures.proxy import Nginx
-from tests.fixtures.site import SiteProcess, manage, site_env, sqlite_url
+from tests.fixtures.site import SiteProcess, collected_static, manage, site_env, sqlite_url
 
 
 def test_the_deployment_guide_shows_the_tested_configuration():
@@ -35,6 +35,14 @@ def test_pages_through_the_proxy_and_static_files_from_it(proxied_site):
         page = client.get("/accounts/login/")
         assert page.status_code == 200 and "csrfmiddlewaretoken" in page.text
         css = client.get("/static/chat/app.css")
-        assert css.status_code == 200 and css.text == (REPO_ROOT / "static" / "chat" / "app.css").read_text()
+        assert css.status_code == 200 and css.text == (collected_static() / "chat" / "app.css").read_text()
+        assert css.headers["cache-control"] == "public, max-age=60"
+        # The content-hashed copy collectstatic made (what a page links with DEBUG off).
+        hashed = [p for p in (collected_static() / "chat").glob("app.*.css") if re.fullmatch(r"app\.[0-9a-f]{12}\.css", p.name)]
+        assert len(hashed) == 1, hashed
+        immutable = client.get(f"/static/chat/{hashed[0].name}", headers={"Accept-Encoding": "gzip"})
+        assert immutable.status_code == 200 and immutable.text == css.text
+        assert immutable.headers["content-encoding"] == "gzip", "the .gz copy collectstatic made"
+        assert "immutable" in immutable.headers["cache-control"]
     assert '"GET /accounts/login/"' in site.output()
-    assert "/static/chat/app.css" not in site.output(), "nginx served the static file itself"
+    assert "/static/" not in site.output(), "nginx served the static files itself"

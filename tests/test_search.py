@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from chat.models import Conversation, Message
-from chat.search import conversation_search, snippet
+from chat.selectors import conversation_search, search_snippet
 from tests.fixtures.services import postgres_url  # noqa: F401 - fixture
 
 
@@ -78,7 +78,7 @@ def test_search_is_one_query_whatever_the_number_of_hits(client, make_user, djan
 
 def test_snippet_is_around_the_match():
     text = "word " * 100 + "the heron waits" + " more" * 100
-    piece = snippet(text, "heron")
+    piece = search_snippet(text, "heron")
     assert "heron" in piece and piece.startswith("…") and piece.endswith("…")
     assert len(piece) < 160
 
@@ -87,7 +87,7 @@ PG_SCRIPT = """
 import json
 from django.contrib.auth import get_user_model
 from chat.models import Conversation, Message
-from chat.search import conversation_search
+from chat.selectors import conversation_search
 
 User = get_user_model()
 me = User.objects.create_user("me", password="x" * 12)

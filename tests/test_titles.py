@@ -3,7 +3,7 @@ one after the first answer."""
 
 import pytest
 
-from chat.services.conversations import TITLE_CHARS, title_from_exchange, title_from_text
+from chat.services.titles import TITLE_CHARS, markdown_plain, title_from_exchange, title_from_text
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,26 @@ def test_provisional_title_is_the_first_line_trimmed():
     assert title_from_text("  Why   is\nthe sky blue?  ") == "Why is the sky blue?"
     long = "word " * 40
     assert len(title_from_text(long)) == TITLE_CHARS and title_from_text(long).endswith("…")
+
+
+@pytest.mark.parametrize(
+    ("markdown", "plain"),
+    [
+        ("Hello! Can you show me **markdown**?", "Hello! Can you show me markdown?"),
+        ("# A heading\n> a *quote*", "A heading a quote"),
+        ("Run `make test` and see [the docs](https://example.com)", "Run make test and see the docs"),
+        ("- one\n- __two__\n1. ~~three~~", "one two three"),
+        ("```python\nprint(1)\n```", "print(1)"),
+        # Not Markdown marks: kept.
+        ("snake_case names and 2 * 3 = 6", "snake_case names and 2 * 3 = 6"),
+    ],
+)
+def test_markdown_is_taken_out_of_titles(markdown, plain):
+    assert markdown_plain(markdown) == plain
+
+
+def test_titles_made_from_markdown_questions_are_plain():
+    question = "Hello! Can you show me **markdown** with `code`?"
+    assert title_from_text(question) == "Hello! Can you show me markdown with code?"
+    assert "*" not in title_from_exchange(question, "Sure") and "`" not in title_from_exchange(question, "Sure")
+    assert title_from_exchange("**hi**", "## *Greetings*, friend") == "Greetings, friend"

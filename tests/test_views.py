@@ -1,6 +1,7 @@
 """The chat pages: who may see them, what they list, and that they stay cheap and script-safe."""
 
 import json
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -184,12 +185,12 @@ def test_chat_page_query_count_is_constant(
     me = make_user()
     client.force_login(me)
     make_conversation(me, "One")
-    # session, user, conversation list
-    with django_assert_num_queries(3):
+    # session, user, conversation list, account defaults
+    with django_assert_num_queries(4):
         assert client.get("/").status_code == 200
     for i in range(25):
         make_conversation(me, f"Talk {i}")
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         assert client.get("/").status_code == 200
 
 
@@ -203,18 +204,22 @@ def test_conversation_page_query_count_is_constant(
         Message.objects.create(conversation=opened, role="user", content=f"q{i}")
         Message.objects.create(conversation=opened, role="assistant", content=f"a{i}")
     url = reverse("chat:conversation", args=[opened.pk])
-    # session, user, conversation list, the conversation, its messages
-    with django_assert_num_queries(5):
+    # session, user, conversation list, the conversation, its messages, account defaults
+    with django_assert_num_queries(6):
         assert client.get(url).status_code == 200
     for i in range(25):
         make_conversation(me, f"Talk {i}")
         Message.objects.create(conversation=opened, role="user", content=f"more {i}")
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         assert client.get(url).status_code == 200
 
 
 def test_static_assets_referenced_by_the_chat_page_exist(client, make_user):
-    from django.contrib.staticfiles import finders
+    """The page names the content-hashed copies, and collectstatic wrote them."""
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.templatetags.static import static
 
     client.force_login(make_user())
     body = client.get("/").content.decode()
@@ -224,8 +229,12 @@ def test_static_assets_referenced_by_the_chat_page_exist(client, make_user):
         "vendor/marked/marked.esm.js",
         "vendor/dompurify/purify.es.mjs",
     ):
-        assert f"/static/{path}" in body, path
-        assert finders.find(path), path
+        url = static(path)
+        stem, dot, suffix = path.rpartition(".")
+        assert re.fullmatch(rf"/static/{re.escape(stem)}\.[0-9a-f]{{12}}\.{suffix}", url), url
+        assert url in body, path
+        hashed = Path(settings.STATIC_ROOT, url.removeprefix("/static/"))
+        assert hashed.is_file() and hashed.with_name(hashed.name + ".gz").is_file(), url
 
 
 def test_our_code_has_no_html_injection_sinks():

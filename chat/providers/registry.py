@@ -119,28 +119,65 @@ def providers_from(rows: list[ProviderRow]) -> list[ChatProvider]:
 
 
 # The provider rows, read at most once per ROWS_TTL seconds instead of once per
-# answer (a trip to the database thread each); a change saved in this process
-# is seen at once, one saved in another process within ROWS_TTL.
+# answer (a trip to the database thread each). A change saved in this process
+# is seen at once; one saved in another process within ROWS_TTL (plus one
+# answer). Past the TTL the rows in hand are used while a fresh read runs
+# behind them: an answer never waits for the provider rows in the database
+# queue, except the very first of a process.
 ROWS_TTL = 2.0
 _rows: tuple[float, list[ProviderRow]] | None = None
+_rows_version = 0  # bumped by every forget: a read begun before it is not kept
+_rows_loading: asyncio.Future | None = None
 
 
 def provider_rows_forget(**_kwargs) -> None:
-    global _rows
+    global _rows, _rows_version
     _rows = None
+    _rows_version += 1
 
 
 post_save.connect(provider_rows_forget, sender=ProviderRow, dispatch_uid="provider-rows-forget-save")
 post_delete.connect(provider_rows_forget, sender=ProviderRow, dispatch_uid="provider-rows-forget-delete")
 
 
+async def _rows_load() -> list[ProviderRow]:
+    global _rows
+    version = _rows_version
+    rows = [row async for row in ProviderRow.objects.all()]
+    if version == _rows_version:
+        _rows = (time.monotonic() + ROWS_TTL, rows)
+    return rows
+
+
+def _rows_reload() -> asyncio.Future:
+    """One read of the rows at a time, shared by everyone who asks meanwhile."""
+    global _rows_loading
+    loading = _rows_loading
+    if loading is None or loading.done() or loading.get_loop() is not asyncio.get_running_loop():
+        loading = _rows_loading = asyncio.ensure_future(_rows_load())
+        loading.add_done_callback(_rows_load_failed)
+    return loading
+
+
+def _rows_load_failed(loading: asyncio.Future) -> None:
+    if not loading.cancelled() and loading.exception() is not None:
+        logger.warning("Reading the provider rows failed: %s", loading.exception())
+
+
+def providers_warm() -> None:
+    """Read the provider rows now (at process start), not in the first answer's way."""
+    if _rows is None:
+        _rows_reload()
+
+
 async def providers_enabled() -> list[ChatProvider]:
     """The providers that may answer now, in fallback order."""
-    global _rows
-    now = time.monotonic()
-    if _rows is None or _rows[0] <= now:
-        _rows = (now + ROWS_TTL, [row async for row in ProviderRow.objects.all()])
-    return providers_from(_rows[1])
+    rows = _rows
+    if rows is None:
+        return providers_from(await asyncio.shield(_rows_reload()))
+    if rows[0] <= time.monotonic():
+        _rows_reload()
+    return providers_from(rows[1])
 
 
 # --- which models -----------------------------------------------------------------

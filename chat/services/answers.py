@@ -11,16 +11,16 @@ takes the database's write lock at BEGIN, so the check runs alone there too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from chat.models import Conversation, Message
 from chat.selectors import NotFound
 from chat.services.conversations import assistant_placeholder_create, exchange_create
+from chat.services.db import concurrent_on_postgres
 from chat.services.history import branch_messages, upstream_messages
-from chat.services.limits import user_limits_check
+from chat.services.limits import Allowance, user_limits_check
 
 ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
 NEWEST = object()  # "after the newest message", when the frame names no parent
@@ -41,9 +41,10 @@ class Begun:
     user_message: Message
     assistant: Message
     history: list[dict]  # what goes upstream
+    allowance: Allowance  # what the user may still start after this one
 
 
-@sync_to_async
+@concurrent_on_postgres
 def answer_begin(
     *, user, conversation_id: int | None, content: str, parent_id=NEWEST, model: str = ""
 ) -> Begun:
@@ -53,7 +54,7 @@ def answer_begin(
 
     Raises LimitExceeded, NotFound (not theirs or missing), Busy.
     """
-    user_limits_check(user=user, message_chars=len(content))
+    allowance = user_limits_check(user=user, message_chars=len(content))
     with transaction.atomic():
         if conversation_id is None:
             conversation, parent = None, None
@@ -78,10 +79,11 @@ def answer_begin(
         user_message=user_message,
         assistant=assistant,
         history=upstream_messages(conversation=conversation, chain=chain),
+        allowance=replace(allowance, starts=allowance.starts - 1),
     )
 
 
-@sync_to_async
+@concurrent_on_postgres
 def answer_regenerate(*, user, message_id: int, model: str = "") -> Begun:
     """Write a new answer to the question that answer `message_id` answered (the
     old one stays, as an earlier branch): the same checks and one transaction as
@@ -89,7 +91,7 @@ def answer_regenerate(*, user, message_id: int, model: str = "") -> Begun:
 
     Raises LimitExceeded, NotFound (not theirs or missing), NotAnAnswer, Busy.
     """
-    user_limits_check(user=user)
+    allowance = user_limits_check(user=user)
     with transaction.atomic():
         old = Message.objects.for_user(user).filter(pk=message_id).only(
             "pk", "role", "parent_id", "model", "conversation_id"
@@ -112,6 +114,7 @@ def answer_regenerate(*, user, message_id: int, model: str = "") -> Begun:
         user_message=question,
         assistant=assistant,
         history=upstream_messages(conversation=conversation, chain=chain),
+        allowance=replace(allowance, starts=allowance.starts - 1),
     )
 
 

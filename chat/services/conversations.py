@@ -3,67 +3,14 @@ through chat.selectors, or pass the user so that the check happens here."""
 
 import logging
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
-
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import AccountSettings, Conversation, Message
+from chat.services.db import concurrent_on_postgres
+from chat.services.titles import title_from_exchange, title_from_text
 
 logger = logging.getLogger(__name__)
-
-TITLE_CHARS = 60
-
-
-def title_from_text(text: str) -> str:
-    """A short provisional title: the first line of the first message, trimmed."""
-    line = " ".join(text.strip().split())
-    if len(line) <= TITLE_CHARS:
-        return line
-    return line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-TITLE_WORDS = 7
-# Openers that say nothing about the subject: a title starts after them.
-_FILLER = (
-    "please", "can you", "could you", "would you", "hi", "hello", "hey", "help me",
-    "i want to", "i need to", "tell me", "explain", "пожалуйста", "привет",
-)
-
-
-def title_from_exchange(question: str, answer: str) -> str:
-    """A short title for a conversation from its first question and answer.
-
-    The question names the subject; the answer's first heading stands in when
-    the question is too short to say anything (e.g. "hi").
-    """
-    import re
-
-    text = " ".join(question.split())
-    text = re.sub(r"[`*_#>\[\]()]+", "", text)
-    sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".!?…:;, ")
-    lowered = sentence.lower()
-    for filler in _FILLER:
-        if lowered.startswith(filler + " ") or lowered.startswith(filler + ","):
-            sentence = sentence[len(filler):].lstrip(" ,")
-            lowered = sentence.lower()
-    for tail in (" to me", " for me", " please"):
-        if lowered.endswith(tail):
-            sentence = sentence[: -len(tail)].rstrip(" ,")
-    words = sentence.split()
-    if len(words) < 2:
-        heading = re.search(r"^#{1,3}\s+(.+)$", answer, flags=re.MULTILINE)
-        if not heading:
-            # "Hi there" says more than "There": keep the question as it was.
-            return title_from_text(question)
-        words = re.sub(r"[`*_]+", "", heading.group(1)).split()
-    if not words:
-        return title_from_text(question)
-    title = " ".join(words[:TITLE_WORDS])
-    if len(words) > TITLE_WORDS:
-        title = title.rstrip(",;:—-– ") + "…"
-    title = title[:1].upper() + title[1:]
-    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 def conversation_autotitle(*, conversation_id: int) -> Conversation | None:
@@ -92,7 +39,14 @@ def conversation_autotitle(*, conversation_id: int) -> Conversation | None:
 
 
 def conversation_create(*, user, first_text: str = "") -> Conversation:
-    return Conversation.objects.create(owner=user, title=title_from_text(first_text))
+    """A new conversation of `user`, with the defaults of their account page."""
+    defaults = AccountSettings.objects.filter(user=user).first()
+    return Conversation.objects.create(
+        owner=user,
+        title=title_from_text(first_text),
+        model=defaults.default_model if defaults else "",
+        system_prompt=defaults.custom_instructions if defaults else "",
+    )
 
 
 def exchange_create(
@@ -148,7 +102,7 @@ def assistant_placeholder_create(
     )
 
 
-@sync_to_async
+@concurrent_on_postgres
 def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
     """Save the text so far of several answers in progress: (message id, text,
     delta count) each, in one transaction. An answer that has meanwhile ended
@@ -163,7 +117,7 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
             )
 
 
-@sync_to_async
+@concurrent_on_postgres
 def answer_finish(
     *,
     message_id: int,

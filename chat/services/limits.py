@@ -65,8 +65,18 @@ def user_limits(*, user) -> Limits:
     return Limits(**values)
 
 
-def user_limits_check(*, user, message_chars: int = 0) -> None:
-    """Raise LimitExceeded if the user may not start another answer now."""
+@dataclass(frozen=True)
+class Allowance:
+    """What the user may still do before a limit refuses them, as of one read."""
+
+    starts: int  # answers they may start now
+    chars: int  # characters of answers left today
+    message_chars: int = 0  # the longest message they may send
+
+
+def user_limits_check(*, user, message_chars: int = 0) -> Allowance:
+    """Raise LimitExceeded if the user may not start another answer now; else
+    return their allowance before this start."""
     limits = user_limits(user=user)
     if message_chars > limits.max_message_chars:
         raise LimitExceeded(
@@ -96,12 +106,23 @@ def user_limits_check(*, user, message_chars: int = 0) -> None:
             f"You are sending messages too fast: at most {limits.messages_per_minute} a minute. "
             "Wait a moment and try again.",
         )
-    if (usage["chars"] or 0) >= limits.daily_answer_chars:
+    chars_left = limits.daily_answer_chars - (usage["chars"] or 0)
+    if chars_left <= 0:
         raise LimitExceeded(
             "quota_exceeded",
             f"You have used today's quota of {limits.daily_answer_chars} answer characters. "
             "It renews at midnight UTC.",
         )
+    starts = min(limits.concurrent_answers - usage["active"], limits.messages_per_minute - usage["recent"])
+    return Allowance(starts=starts, chars=chars_left, message_chars=limits.max_message_chars)
+
+
+def user_allowance(*, user) -> Allowance:
+    """The user's allowance now; nothing left when a limit would refuse a start."""
+    try:
+        return user_limits_check(user=user)
+    except LimitExceeded:
+        return Allowance(starts=0, chars=0)
 
 
 async def limits_for(*, user) -> Limits:
@@ -110,3 +131,7 @@ async def limits_for(*, user) -> Limits:
 
 async def limits_check(*, user, message_chars: int = 0) -> None:
     await sync_to_async(user_limits_check)(user=user, message_chars=message_chars)
+
+
+async def allowance_get(*, user) -> Allowance:
+    return await sync_to_async(user_allowance)(user=user)

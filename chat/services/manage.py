@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from chat.services.conversations import title_from_text
+from chat.services.titles import title_from_text
 
 TITLE_MAX = 200
 MODEL_MAX = 100

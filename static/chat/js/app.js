@@ -48,6 +48,7 @@ export class ChatApp {
     this.settings = new SettingsDialog({
       api: this.api,
       strings,
+      defaultPrompt: config.defaultInstructions || "",
       onSave: (values, conv) => this.saveSettings(values, conv),
     });
     byId("conv-settings-btn").addEventListener("click", () => this.settings.open(this.current));
@@ -109,7 +110,8 @@ export class ChatApp {
     this.modelPicker.append(...options);
     // Without a model list (no provider offers one, or no /api/models/) only the default remains.
     this.modelPicker.disabled = options.length === 0;
-    this.showModelOf(this.current);
+    if (this.current === null) this.selectModel(this.config.defaultModel || "");
+    else this.showModelOf(this.current);
   }
 
   async showModelOf(id) {
@@ -198,7 +200,7 @@ export class ChatApp {
     this.thread.clear({ loading: id !== null });
     this.sidebar.setActive(id);
     this.setTitle(id === null ? null : this.sidebar.titleOf(id));
-    if (id === null) this.selectModel("");
+    if (id === null) this.selectModel(this.config.defaultModel || "");
     else this.showModelOf(id);
     if (push) history.pushState({ conversation: id }, "", this.urlFor(id));
     if (id !== null) this.open(id);

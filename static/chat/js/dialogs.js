@@ -21,8 +21,8 @@ export function confirmDialog({ title, text, confirmLabel }) {
  * open(conversation|null) shows the saved values; onSave({system_prompt}) saves them.
  */
 export class SettingsDialog {
-  constructor({ api, strings, onSave }) {
-    Object.assign(this, { api, strings, onSave });
+  constructor({ api, strings, onSave, defaultPrompt = "" }) {
+    Object.assign(this, { api, strings, onSave, defaultPrompt });
     this.dialog = byId("settings-dialog");
     this.prompt = byId("system-prompt");
     this.error = byId("settings-error");
@@ -44,7 +44,8 @@ export class SettingsDialog {
   async open(id) {
     this.error.hidden = true;
     this.conversation = null;
-    this.prompt.value = "";
+    // A new chat starts with the custom instructions of the account page.
+    this.prompt.value = id === null ? this.defaultPrompt : "";
     byId("share-section").hidden = id === null;
     byId("export-section").hidden = id === null;
     if (id !== null) {

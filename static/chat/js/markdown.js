@@ -6,6 +6,8 @@
 // image is a way to leak the conversation through its URL); math and code are
 // carried through DOMPurify as plain text and only then typeset by KaTeX
 // (trust: false) and highlight.js, which build their own escaped DOM.
+// KaTeX and each highlight.js grammar are fetched the first time an answer
+// needs them: a page with no math and no code loads neither.
 //
 // A streaming answer is rendered incrementally (StreamRenderer): top-level
 // blocks that can no longer change are frozen, and only the tail is parsed and
@@ -13,7 +15,6 @@
 
 import { Marked } from "../../vendor/marked/marked.esm.js";
 import DOMPurify from "../../vendor/dompurify/purify.es.mjs";
-import katex from "../../vendor/katex/katex.mjs";
 import { highlightCode } from "./highlight.js";
 
 const SAFE_URL = /^(?:https?:|mailto:)/i;
@@ -113,6 +114,30 @@ const KATEX_OPTIONS = {
   output: "htmlAndMathml",
 };
 
+// KaTeX's minified build is a UMD script: imported as a module it defines
+// window.katex. Its stylesheet is a disabled <link id="katex-css"> in the page
+// (the hashed URL comes from the template); enabling it fetches it.
+let katex = null;
+let katexLoading = null;
+
+function loadKatex() {
+  if (!katexLoading) {
+    const style = document.getElementById("katex-css");
+    if (style) style.disabled = false;
+    katexLoading = import("../../vendor/katex/katex.min.js").then(() => {
+      katex = window.katex;
+      return katex;
+    });
+    // Offline: the math stays as its TeX source; a later answer tries again.
+    katexLoading.catch(() => (katexLoading = null));
+  }
+  return katexLoading;
+}
+
+function typeset(el, tex) {
+  katex.render(tex, el, { ...KATEX_OPTIONS, displayMode: el.classList.contains("math-display") });
+}
+
 /** Sanitized fragment of Markdown tokens (or of a source string). */
 function toFragment(html, { copyLabel, highlight }) {
   const fragment = DOMPurify.sanitize(html, PURIFY_CONFIG);
@@ -130,10 +155,18 @@ export function renderMarkdown(source, { copyLabel, highlight = true } = {}) {
 }
 
 function decorate(fragment, { copyLabel, highlight }) {
+  const pending = [];
   for (const el of fragment.querySelectorAll(".math-inline, .math-display")) {
     const tex = el.textContent;
-    katex.render(tex, el, { ...KATEX_OPTIONS, displayMode: el.classList.contains("math-display") });
     el.title = tex;
+    if (katex) typeset(el, tex);
+    else pending.push([el, tex]); // shown as TeX source until KaTeX arrives
+  }
+  if (pending.length) {
+    loadKatex().then(
+      () => pending.forEach(([el, tex]) => typeset(el, tex)),
+      (error) => console.warn("KaTeX could not be loaded", error),
+    );
   }
   for (const pre of fragment.querySelectorAll("pre")) {
     const code = pre.querySelector("code");

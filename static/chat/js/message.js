@@ -29,6 +29,9 @@ export function paintMessage(m, el, strings) {
   const hasStatusButton = m.status === "failed" || m.status === "interrupted";
   el.querySelector('.msg-actions [data-action="regenerate"]').hidden = hasStatusButton;
   el.querySelector('.msg-actions [data-action="copy"]').hidden = !m.content;
+  const model = el.querySelector(".msg-model");
+  model.hidden = !m.model;
+  model.querySelector(".msg-model-name").textContent = m.model || "";
   const status = el.querySelector(".msg-status");
   status.hidden = !ENDED_WITH_NOTE.has(m.status);
   status.dataset.status = m.status;

@@ -34,3 +34,12 @@ for (const button of document.querySelectorAll("[data-theme-toggle]")) {
 for (const select of document.querySelectorAll("select[data-autosubmit]")) {
   select.addEventListener("change", () => select.form.requestSubmit());
 }
+
+// Come back to the page as it is now: the chat page changes its address without
+// reloading (a chat opened or created since), so the `next` rendered with the page is stale.
+for (const form of document.querySelectorAll(".lang-form")) {
+  form.addEventListener("submit", () => {
+    const next = form.querySelector('input[name="next"]');
+    if (next) next.value = location.pathname + location.search + location.hash;
+  });
+}

@@ -11,6 +11,7 @@ for (const m of readJson("chat-messages")) {
   const article = document.createElement("article");
   article.className = `msg msg-${m.role === "user" ? "user" : "assistant"}`;
   const body = document.createElement("div");
+  body.dir = "auto"; // a right-to-left message lays out right to left
   if (m.role === "user") {
     body.className = "bubble msg-text";
     body.textContent = m.content;

@@ -1,5 +1,7 @@
-// The conversation list and, on narrow screens, the drawer that holds it.
+// The sidebar: the drawer on narrow screens, the menu of each chat (rename,
+// pin, delete), search and import. The list itself is conv-list.js.
 
+import { ConversationList } from "./conv-list.js";
 import { confirmDialog } from "./dialogs.js";
 import { byId, cloneTemplate, format } from "./dom.js";
 
@@ -14,8 +16,15 @@ export class Sidebar {
     Object.assign(this, { strings, api, onOpen, onDeleted, onImported, onError });
     this.app = byId("app");
     this.nav = byId("sidebar");
-    this.list = byId("conv-list");
     this.empty = byId("conv-empty");
+    this.list = new ConversationList({
+      root: byId("conv-list"),
+      more: byId("conv-more"),
+      scroller: byId("conv-scroll"),
+      api,
+      makeItem: (conv) => this.makeItem(conv),
+      onError,
+    });
     this.menuButton = byId("menu-btn");
     this.backdrop = byId("backdrop");
 
@@ -149,9 +158,10 @@ export class Sidebar {
   }
 
   remove(id) {
-    this.linkFor(id)?.parentElement.remove();
+    const link = this.linkFor(id);
+    if (link) this.list.remove(link.parentElement);
     for (const hit of this.searchList.querySelectorAll(`a.conv[data-id="${Number(id)}"]`)) hit.parentElement.remove();
-    this.empty.hidden = this.list.children.length > 0;
+    this.empty.hidden = !this.list.isEmpty;
   }
 
   // --- search over titles and message text ------------------------------------------
@@ -191,13 +201,14 @@ export class Sidebar {
     const result = await this.api.search(query);
     if (seq !== this.searchSeq) return; // a newer search is on its way
     if (!result.ok) return this.onError(result.error);
+    const words = searchWords(query);
     const items = result.data.results.map((hit) => {
       const item = cloneTemplate("tpl-hit");
       const link = item.querySelector("a");
       link.dataset.id = hit.id;
       link.href = this.urlFor(hit.id);
-      link.querySelector(".conv-hit-title").textContent = hit.title || this.strings.untitled;
-      link.querySelector(".conv-hit-snippet").textContent = hit.snippet;
+      markMatches(link.querySelector(".conv-hit-title"), hit.title || this.strings.untitled, words);
+      markMatches(link.querySelector(".conv-hit-snippet"), hit.snippet, words);
       return item;
     });
     this.searchList.replaceChildren(...items);
@@ -254,7 +265,7 @@ export class Sidebar {
   }
 
   linkFor(id) {
-    return this.list.querySelector(`a.conv[data-id="${Number(id)}"]`);
+    return this.list.linkFor(id);
   }
 
   titleOf(id) {
@@ -263,43 +274,31 @@ export class Sidebar {
 
   /** Add or update a conversation from a `conversation`/`history` frame, keeping the order. */
   upsert(conv, { url }) {
-    let link = this.linkFor(conv.id);
-    if (!link) {
-      const item = cloneTemplate("tpl-conv");
-      link = item.querySelector("a");
-      link.dataset.id = conv.id;
-      link.href = url || this.urlFor(conv.id);
-    }
+    const link = this.linkFor(conv.id) ?? this.makeItem(conv, { url }).querySelector("a");
+    this.fill(link, conv);
+    this.list.place(link.parentElement);
+    this.empty.hidden = true;
+  }
+
+  /** A new <li> of the list for a conversation (a `conversation` frame, a page of the API). */
+  makeItem(conv, { url } = {}) {
+    const item = cloneTemplate("tpl-conv");
+    const link = item.querySelector("a");
+    link.dataset.id = conv.id;
+    link.href = url || this.urlFor(conv.id);
+    this.fill(link, conv);
+    return item;
+  }
+
+  fill(link, conv) {
     link.textContent = conv.title || this.strings.untitled;
     link.dataset.updated = conv.updated_at || "";
     link.dataset.pinned = conv.pinned ? "1" : "0";
     link.classList.toggle("conv-pinned", Boolean(conv.pinned));
-    this.place(link.parentElement);
-    this.empty.hidden = true;
   }
 
   urlFor(id) {
     return this.strings.conversationUrl.replace("{id}", id);
-  }
-
-  /** Pinned first, then most recently updated first (as conversation_list orders them). */
-  place(item) {
-    const rank = (li) => {
-      const a = li.querySelector("a.conv");
-      return [a.dataset.pinned === "1" ? 1 : 0, Date.parse(a.dataset.updated) || 0, Number(a.dataset.id)];
-    };
-    const mine = rank(item);
-    const before = [...this.list.children].find((li) => {
-      if (li === item) return false;
-      const other = rank(li);
-      for (let i = 0; i < 3; i += 1) if (other[i] !== mine[i]) return other[i] < mine[i];
-      return false;
-    });
-    if (before) {
-      if (item.nextElementSibling !== before) this.list.insertBefore(item, before);
-    } else if (this.list.lastElementChild !== item) {
-      this.list.append(item);
-    }
   }
 
   /** Something new happened in a conversation: it moves up the list. */
@@ -307,15 +306,45 @@ export class Sidebar {
     const link = this.linkFor(id);
     if (!link || !when) return;
     link.dataset.updated = when;
-    this.place(link.parentElement);
+    this.list.place(link.parentElement);
   }
 
   setActive(id) {
-    for (const link of this.list.querySelectorAll('a.conv[aria-current="page"]')) link.removeAttribute("aria-current");
+    for (const link of this.list.root.querySelectorAll('a.conv[aria-current="page"]')) link.removeAttribute("aria-current");
     const link = id == null ? null : this.linkFor(id);
     if (link) {
       link.setAttribute("aria-current", "page");
       link.scrollIntoView({ block: "nearest" });
     }
   }
+}
+
+// --- search highlighting: text nodes and <mark>, never markup from the server ------------
+
+/** The words of a search to highlight: websearch syntax aside (quotes, -excluded, or). */
+export function searchWords(query) {
+  const words = query
+    .split(/\s+/)
+    .filter((word) => word && !word.startsWith("-") && word.toLowerCase() !== "or")
+    .map((word) => word.replace(/^"+|"+$/g, ""))
+    .filter(Boolean);
+  return [...new Set(words)].sort((a, b) => b.length - a.length);
+}
+
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Fill `el` with `text`, every case-insensitive occurrence of a word in a <mark>. */
+export function markMatches(el, text, words) {
+  el.replaceChildren();
+  if (!words.length) return el.append(text);
+  const pattern = new RegExp(words.map(escapeRegExp).join("|"), "giu");
+  let at = 0;
+  for (const match of text.matchAll(pattern)) {
+    if (match.index > at) el.append(text.slice(at, match.index));
+    const mark = document.createElement("mark");
+    mark.textContent = match[0];
+    el.append(mark);
+    at = match.index + match[0].length;
+  }
+  el.append(text.slice(at));
 }

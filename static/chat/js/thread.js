@@ -5,6 +5,7 @@
 // re-renders its Markdown ~60 times a second at most, not once per delta.
 
 import { cloneTemplate, copyText, format } from "./dom.js";
+import { loadChoices, saveChoices } from "./branches.js";
 import { flashLabel, isLive, paintMessage } from "./message.js";
 
 const NEAR_BOTTOM_PX = 96;
@@ -24,6 +25,7 @@ export class Thread {
     this.messages = new Map(); // id → {id, role, status, content, error, parent, seq}
     this.pending = new Map(); // ref → {ref, content, state: sending|uncertain|unsent, el}
     this.choice = new Map(); // slot key → id of the answer shown
+    this.conversation = null; // id of the conversation shown, for its saved branch choices
     this.elements = new Map(); // id → <article>
     this.dirty = new Set();
     this.layoutNeeded = false;
@@ -52,6 +54,11 @@ export class Thread {
     this.messages.clear();
     for (const data of messages) this.messages.set(data.id, { ...data, seq: null });
     for (const id of ids) this.dirty.add(id);
+    const conversation = messages[0]?.conversation ?? null;
+    if (fresh && conversation !== null) {
+      this.conversation = conversation;
+      this.choice = loadChoices(conversation);
+    }
     this.loading = false;
     this.reconcilePending(messages, known);
     if (fresh) this.stick = true;
@@ -63,6 +70,7 @@ export class Thread {
     this.messages.clear();
     this.elements.clear();
     this.choice.clear();
+    this.conversation = null;
     this.pending.clear();
     this.dirty.clear();
     this.container.replaceChildren();
@@ -83,7 +91,9 @@ export class Thread {
       if (!isLive(data) || !isLive(current)) Object.assign(current, data);
     } else {
       this.messages.set(data.id, { ...data, seq: null });
+      this.conversation = data.conversation; // a new chat learns its id from its first message
       this.choice.clear(); // a new message is shown at once, on the newest branch
+      saveChoices(this.conversation, this.choice);
     }
     this.dirty.add(data.id);
     this.schedule(true);
@@ -114,10 +124,11 @@ export class Thread {
   }
 
   /** `done`: its content is authoritative. */
-  done({ message, status, content, error }) {
+  done({ message, status, content, error, model }) {
     const m = this.messages.get(message);
     if (!m) return;
     Object.assign(m, { status, content: content ?? m.content, error: error ?? null });
+    if (model) m.model = model;
     this.touch(m.id);
   }
 
@@ -341,14 +352,27 @@ export class Thread {
     form.hidden = false;
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight + 2, 320)}px`;
-    input.focus();
+    // preventScroll: the browser would otherwise scroll every ancestor, the
+    // app shell included, to bring the caret into view; only the thread moves.
+    input.focus({ preventScroll: true });
     input.setSelectionRange(input.value.length, input.value.length);
+    this.stick = false;
+    this.reveal(form);
+  }
+
+  /** Scroll the thread (and nothing else) so that `el` is in view. */
+  reveal(el) {
+    const box = el.getBoundingClientRect();
+    const view = this.scroller.getBoundingClientRect();
+    const margin = 12;
+    if (box.bottom > view.bottom - margin) this.scroller.scrollTop += box.bottom - view.bottom + margin;
+    else if (box.top < view.top + margin) this.scroller.scrollTop -= view.top - box.top + margin;
   }
 
   endEdit(article) {
     article.classList.remove("is-editing");
     article.querySelector(".msg-edit").hidden = true;
-    article.querySelector('[data-action="edit"]')?.focus();
+    article.querySelector('[data-action="edit"]')?.focus({ preventScroll: true });
   }
 
   onEditSubmit(event) {
@@ -377,6 +401,7 @@ export class Thread {
     const index = siblings.findIndex((m) => m.id === currentId) + direction;
     if (index < 0 || index >= siblings.length) return;
     this.choice.set(key, siblings[index].id);
+    if (this.conversation !== null) saveChoices(this.conversation, this.choice);
     this.stick = false;
     this.schedule(true);
   }

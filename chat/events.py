@@ -1,0 +1,90 @@
+"""The events an answer produces and the groups they travel in: defined once here.
+
+An event is a plain dict (it may cross processes through the channel layer);
+its `type` names what happened. Sockets of the answer's own process get them
+straight from chat.delivery; other processes get them through the channel
+layer, in the groups named below. The frames a browser sees are made from
+these events by chat.follow.
+"""
+
+from __future__ import annotations
+
+from chat.models import Message
+
+# Answers still being written: a new one may not start in their conversation.
+ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
+
+DELTA = "chat.delta"  # message, conversation, seq, text, [reset]
+SNAPSHOT = "chat.snapshot"  # message, seq, content, [conversation]
+DONE = "chat.done"  # message, conversation, status, content, error, [seq], [model]
+MESSAGE = "chat.message"  # message (serialized)
+CONVERSATION = "chat.conversation"  # conversation (serialized), user
+BATCH = "chat.batch"  # events: deltas of one answer for one remote process, in order
+
+# Requests to the process that runs an answer (sent to its generation group).
+STOP = "generation.stop"  # message
+FOLLOW = "generation.follow"  # message, reply_to: "send me a snapshot, then every event"
+
+
+def conversation_group(conversation_id: int) -> str:
+    """Processes with a socket watching the conversation (and the answer's own)."""
+    return f"conv.{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Processes with a socket of this user: sidebar changes (titles, new chats)."""
+    return f"user.{user_id}"
+
+
+def generation_group(message_id: int) -> str:
+    """The one process running this answer: stop and follow requests reach it here."""
+    return f"gen.{message_id}"
+
+
+def delta(*, message: int, conversation: int, seq: int, text: str, reset: bool = False) -> dict:
+    event = {"type": DELTA, "message": message, "conversation": conversation, "seq": seq, "text": text}
+    if reset:
+        event["reset"] = True
+    return event
+
+
+def snapshot(*, message: int, seq: int, content: str) -> dict:
+    return {"type": SNAPSHOT, "message": message, "seq": seq, "content": content}
+
+
+def done(
+    *,
+    message: int,
+    conversation: int,
+    status: str,
+    content: str,
+    error: str | None,
+    seq: int | None = None,
+    model: str = "",
+) -> dict:
+    """An answer ended. `seq` is its last seq when the process that ran it says so;
+    None when it was ended from the saved row (its process died). `model` is the
+    model id that wrote it, when known."""
+    event = {
+        "type": DONE,
+        "message": message,
+        "conversation": conversation,
+        "status": status,
+        "content": content,
+        "error": error or None,
+    }
+    if seq is not None:
+        event["seq"] = seq
+    if model:
+        event["model"] = model
+    return event
+
+
+def message(*, data: dict) -> dict:
+    """A message was saved (the user's, or an answer's placeholder)."""
+    return {"type": MESSAGE, "message": data}
+
+
+def conversation(*, data: dict, user: int) -> dict:
+    """A conversation of `user` was created or changed (its sidebar entry)."""
+    return {"type": CONVERSATION, "conversation": data, "user": user}

@@ -1,0 +1,307 @@
+"""Delivery of answers to sockets (chat.delivery), in this process and from another.
+
+"Another process" is a second GenerationManager on the same event loop and the
+same in-memory channel layer: it has its own channel and reaches the sockets
+only through the layer, exactly as a second daphne process behind Redis does
+(tests/test_multiprocess.py runs the real thing). The layer is then made to
+lose, delay or refuse events to show that the sockets heal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+
+from chat import events
+from chat.generation import GenerationManager, get_manager
+from chat.layers import InMemoryChannelLayer
+from chat.serializers import message_data
+from chat.services.answers import answer_begin
+from tests.ws import connect, is_done, receive_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
+
+
+def replay(frames: list, message_id: int) -> tuple[str, list[int]]:
+    """The text a v1 client builds for one answer, and the seqs it saw."""
+    text, seqs = "", []
+    for frame in frames:
+        if frame.get("message") != message_id:
+            continue
+        if frame["type"] == "snapshot":
+            text, seqs = frame["content"], [frame["seq"]]
+        elif frame["type"] == "delta":
+            text = frame["text"] if frame.get("reset") else text + frame["text"]
+            seqs.append(frame["seq"])
+    return text, seqs
+
+
+@pytest.fixture
+def layer_class(settings):
+    """Swap the channel layer's class for one test (then back to the default)."""
+
+    def use(cls) -> None:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{cls.__module__}.{cls.__qualname__}"}}
+        channel_layers.backends.clear()
+
+    yield use
+    channel_layers.backends.clear()
+
+
+async def remote_answer(user, ws, *, reply: str, emulator, **pacing) -> tuple[GenerationManager, int]:
+    """Start an answer in a second manager ("another process") in a new
+    conversation that `ws` has opened; return that manager and the answer's id."""
+    begun = await answer_begin(user=user, conversation_id=None, content="question")
+    await ws.send_json_to({"type": "conversation.open", "conversation": begun.conversation.pk})
+    history = await ws.receive_json_from()
+    assert history["type"] == "history"
+    await emulator.anext(reply=reply, **pacing)
+    other = GenerationManager()
+    await other.start(
+        message_id=begun.assistant.pk,
+        conversation_id=begun.conversation.pk,
+        history=begun.history,
+        owner_id=user.pk,
+        placeholder=message_data(begun.assistant),
+    )
+    return other, begun.assistant.pk
+
+
+@pytest.fixture
+async def alice(make_user):
+    return await sync_to_async(make_user)("alice")
+
+
+async def test_a_socket_follows_an_answer_run_by_another_process(alice, emulator):
+    reply = "".join(f"<{i:03d}>" for i in range(120))
+    ws = await connect(alice)
+    assert (await ws.connect())[0]
+    other = None
+    try:
+        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=3)
+        frames = await receive_until(ws, is_done, timeout=20)
+    finally:
+        await ws.disconnect()
+        if other is not None:
+            await other.shutdown()
+    assert frames[0]["type"] == "message" and frames[0]["message"]["id"] == answer
+    text, seqs = replay(frames, answer)
+    assert text == reply and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert frames[-1]["status"] == "complete" and frames[-1]["content"] == reply
+
+
+class CountingLayer(InMemoryChannelLayer):
+    """The real in-memory layer, counting what goes through it."""
+
+    sent: list[str] = []
+
+    async def group_send(self, group, message):
+        CountingLayer.sent.append(message["type"])
+        await super().group_send(group, message)
+
+    async def send(self, channel, message):
+        CountingLayer.sent.append(message["type"])
+        await super().send(channel, message)
+
+
+async def test_sockets_of_the_answers_own_process_get_deltas_without_the_layer(alice, emulator, layer_class):
+    layer_class(CountingLayer)
+    CountingLayer.sent = []
+    reply = "x" * 400
+    await emulator.anext(reply=reply, chunk_chars=4, interval_ms=1)  # 100 deltas
+    ws, tab = await connect(alice), await connect(alice, path="/ws/chat/?v=2")
+    assert (await ws.connect())[0] and (await tab.connect())[0]
+    try:
+        await ws.send_json_to({"type": "chat.send", "conversation": None, "content": "go"})
+        frames = await receive_until(ws, is_done, timeout=20)
+        conversation = frames[0]["conversation"]["id"]
+        await tab.send_json_to({"type": "conversation.open", "conversation": conversation})
+        seen = await receive_until(tab, lambda f: isinstance(f, dict) and f.get("type") == "history")
+    finally:
+        await ws.disconnect()
+        await tab.disconnect()
+    assert frames[-1]["content"] == reply and seen[-1]["messages"][1]["content"] == reply
+    deltas = sum(1 for f in frames if f["type"] == "delta")
+    assert deltas > 20
+    # Only the rare events (conversation, two messages, done) go through the
+    # layer, for other processes; not one delta does.
+    assert events.DELTA not in CountingLayer.sent and events.BATCH not in CountingLayer.sent
+    assert len(CountingLayer.sent) <= 5, CountingLayer.sent
+
+
+class DroppingLayer(InMemoryChannelLayer):
+    """The real in-memory layer, losing chosen events the way a full channel does."""
+
+    drop_seqs = {5, 6, 30}
+
+    async def send(self, channel, message):
+        if message["type"] == events.BATCH:
+            kept = [
+                e
+                for e in message["events"]
+                if not (e["type"] == events.DELTA and e["seq"] in self.drop_seqs) and e["type"] != events.DONE
+            ]
+            message = {**message, "events": kept}
+        await super().send(channel, message)
+
+    async def group_send(self, group, message):
+        if message["type"] == events.DONE:
+            return
+        await super().group_send(group, message)
+
+
+async def test_lost_deltas_and_a_lost_done_from_another_process_are_healed(alice, emulator, layer_class):
+    layer_class(DroppingLayer)
+    reply = "".join(f"[{i:03d}]" for i in range(60))
+    ws = await connect(alice)
+    assert (await ws.connect())[0]
+    other = None
+    try:
+        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=4)
+        frames = await receive_until(ws, is_done, timeout=20)
+    finally:
+        await ws.disconnect()
+        if other is not None:
+            await other.shutdown()
+    assert len([f for f in frames if f["type"] == "snapshot"]) >= 2, "the gap was healed by a snapshot"
+    shown, _ = replay(frames, answer)
+    assert reply.startswith(shown)
+    assert not {5, 6, 30} & {f["seq"] for f in frames if f["type"] == "delta"}
+    # The done was lost too: the watchdog ended the answer from the saved row.
+    assert frames[-1]["status"] == "complete" and frames[-1]["content"] == reply and "seq" not in frames[-1]
+
+
+class SlowLayer(InMemoryChannelLayer):
+    """The real in-memory layer, taking 20 ms per send (like a busy Redis)."""
+
+    sends = 0
+
+    async def send(self, channel, message):
+        SlowLayer.sends += 1
+        await asyncio.sleep(0.02)
+        await super().send(channel, message)
+
+
+async def test_a_slow_layer_carries_batches_never_a_backlog(alice, emulator, layer_class):
+    layer_class(SlowLayer)
+    SlowLayer.sends = 0
+    reply = "".join(f"{i:03d}," for i in range(300))  # 300 deltas 2 ms apart
+    ws = await connect(alice)
+    assert (await ws.connect())[0]
+    other = None
+    try:
+        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=4, interval_ms=2)
+        frames = await receive_until(ws, is_done, timeout=30)
+    finally:
+        await ws.disconnect()
+        if other is not None:
+            await other.shutdown()
+    text, seqs = replay(frames, answer)
+    assert text == reply == frames[-1]["content"]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "every event, in order"
+    # 300 deltas at 2 ms could not each take a 20 ms send: they went in batches.
+    assert SlowLayer.sends < 100
+
+
+async def test_under_a_tiny_channel_capacity_text_is_never_wrong(alice, emulator, settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "chat.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1}}
+    }
+    channel_layers.backends.clear()
+    reply = "".join(f"({i:03d})" for i in range(300))
+    ws = await connect(alice)
+    assert (await ws.connect())[0]
+    other = None
+    try:
+        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=0)
+        frames = await receive_until(ws, is_done, timeout=30)
+    finally:
+        await ws.disconnect()
+        if other is not None:
+            await other.shutdown()
+        channel_layers.backends.clear()
+    shown, _ = replay(frames, answer)
+    assert reply.startswith(shown)
+    assert frames[-1]["content"] == reply
+
+
+class FailingLayer(InMemoryChannelLayer):
+    """The real in-memory layer while `down` is false; while true, every call
+    fails the way redis-py's do when Redis is away (and what was sent is lost)."""
+
+    down = False
+
+    def _check(self) -> None:
+        if FailingLayer.down:
+            raise ConnectionError("Redis is away")
+
+    async def send(self, channel, message):
+        self._check()
+        await super().send(channel, message)
+
+    async def group_send(self, group, message):
+        self._check()
+        await super().group_send(group, message)
+
+    async def group_add(self, group, channel):
+        self._check()
+        await super().group_add(group, channel)
+
+    async def receive(self, channel):
+        while True:
+            self._check()
+            try:
+                return await asyncio.wait_for(super().receive(channel), 0.05)
+            except asyncio.TimeoutError:
+                continue
+
+
+async def test_a_layer_outage_mid_answer_is_healed_once_it_is_back(alice, emulator, layer_class):
+    layer_class(FailingLayer)
+    FailingLayer.down = False
+    reply = "".join(f"{{{i:03d}}}" for i in range(150))  # ~1.5 s
+    ws = await connect(alice)
+    assert (await ws.connect())[0]
+    other = None
+    try:
+        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=10)
+        await receive_until(ws, lambda f: f["type"] == "delta", timeout=10)
+        FailingLayer.down = True
+        await asyncio.sleep(0.5)
+        FailingLayer.down = False
+        back = asyncio.get_running_loop().time()
+        frames = await receive_until(ws, is_done, timeout=15)
+        healed_s = asyncio.get_running_loop().time() - back
+    finally:
+        FailingLayer.down = False
+        await ws.disconnect()
+        if other is not None:
+            await other.shutdown()
+    assert frames[-1]["status"] == "complete" and frames[-1]["content"] == reply
+    assert healed_s < 5
+    # The answer itself never noticed: it was saved whole.
+    from chat.models import Message
+
+    saved = await Message.objects.aget(pk=answer)
+    assert saved.status == "complete" and saved.content == reply
+
+
+async def test_stop_reaches_an_answer_run_by_another_process(alice, emulator):
+    ws = await connect(alice)
+    assert (await ws.connect())[0]
+    other = None
+    try:
+        other, answer = await remote_answer(alice, ws, reply="y" * 4000, emulator=emulator, chunk_chars=2, interval_ms=5)
+        await receive_until(ws, lambda f: f["type"] == "delta", timeout=10)
+        await ws.send_json_to({"type": "chat.stop", "message": answer})
+        frames = await receive_until(ws, is_done, timeout=10)
+    finally:
+        await ws.disconnect()
+        if other is not None:
+            await other.shutdown()
+    assert frames[-1]["status"] == "stopped"
+    assert 0 < len(frames[-1]["content"]) < 4000
+    assert answer not in get_manager().generations
