@@ -271,9 +271,10 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # The upstreams (chat/upstream/). GPTALK_URL unset: the built-in emulator, which
-# `manage.py serve` (`make run`) starts at GPTALK_EMULATOR_URL.
+# `manage.py serve` (`make run`) starts at GPTALK_EMULATOR_URL unless one already answers there.
 GPTALK_EMULATOR_URL = "http://127.0.0.1:8765"
-GPTALK_URL = (os.environ.get("GPTALK_URL") or GPTALK_EMULATOR_URL).rstrip("/")
+GPTALK_USE_BUILTIN_EMULATOR = not os.environ.get("GPTALK_URL", "").strip()
+GPTALK_URL = (os.environ.get("GPTALK_URL", "").strip() or GPTALK_EMULATOR_URL).rstrip("/")
 # Proxy, transport and timeouts apply to every upstream, GPTalk or OpenAI-compatible.
 GPTALK_PROXY = os.environ.get("GPTALK_PROXY") or None
 # "aiohttp": httpx over httpx-aiohttp's AiohttpTransport, which costs far less per

@@ -1,8 +1,10 @@
-"""Two daphne processes sharing the real Redis channel layer and PostgreSQL.
+"""Two `manage.py serve` processes behind nginx (docs/nginx.conf), sharing the
+real Redis channel layer and PostgreSQL.
 
 An answer belongs to the process that runs it, not to a socket: a socket on the
 other process watches it, stops it, and sees it marked interrupted when its
-process is killed.
+process is killed. Sockets go through the proxy; opened one after another they
+land on alternate processes (least_conn), which each test checks.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ import time
 import psycopg
 import pytest
 
+from tests.fixtures.proxy import Nginx
 from tests.fixtures.site import Browser, SiteProcess, Socket, manage, site_env
 
 pytestmark = pytest.mark.multiprocess
@@ -30,15 +33,38 @@ def cluster(postgres_url, redis_url, emulator_server):
     )
     manage("migrate", "--noinput", env=env)
     first, second = SiteProcess(env=env), SiteProcess(env=env)
+    proxy = Nginx(upstreams=[first.port, second.port])
     emulator_server.reset()
-    person = Browser(first)
+    person = Browser(proxy)
     person.signup("roamer", PASSWORD)
-    yield first, second, person.cookie_header(), postgres_url
+    yield Sites(first, second, proxy), person.cookie_header(), postgres_url
     person.close()
     first.stop()
     second.stop()
     # Shown by pytest only when the test failed.
-    print("---- process 1 ----\n" + first.output() + "\n---- process 2 ----\n" + second.output())
+    print("---- process 1 ----\n" + first.output() + "\n---- process 2 ----\n" + second.output()
+          + "\n---- nginx ----\n" + proxy.output())
+    proxy.stop()
+
+
+class Sites:
+    def __init__(self, first: SiteProcess, second: SiteProcess, proxy: Nginx) -> None:
+        self.processes, self.proxy = (first, second), proxy
+
+    def connects(self) -> list[int]:
+        return [p.output().count('"WSCONNECT /ws/chat/') for p in self.processes]
+
+    async def open(self, cookie: str) -> tuple[Socket, SiteProcess]:
+        """A socket through the proxy, and the process it reached."""
+        before = self.connects()
+        socket = await Socket.open(self.proxy, cookie)
+        deadline = time.monotonic() + 10
+        while self.connects() == before:  # daphne logs the connect just after the handshake
+            assert time.monotonic() < deadline, "no process logged the socket"
+            await asyncio.sleep(0.01)
+        reached = [n for n, (a, b) in enumerate(zip(before, self.connects())) if b > a]
+        assert len(reached) == 1
+        return socket, self.processes[reached[0]]
 
 
 def message_row(database_url: str, message_id: int) -> tuple[str, str]:
@@ -52,15 +78,16 @@ def is_done(frame: dict) -> bool:
     return frame["type"] == "done"
 
 
-async def start_answer(site, cookie, *, reply: str) -> tuple[Socket, int, int]:
-    socket = await Socket.open(site, cookie)
+async def start_answer(sites: Sites, cookie) -> tuple[Socket, int, int, SiteProcess]:
+    socket, process = await sites.open(cookie)
     await socket.send({"type": "chat.send", "conversation": None, "content": "across processes"})
     frames = await socket.recv_until(lambda f: f["type"] == "delta" and f["seq"] >= 3)
-    return socket, frames[0]["conversation"]["id"], frames[-1]["message"]
+    return socket, frames[0]["conversation"]["id"], frames[-1]["message"], process
 
 
-async def watch(site, cookie, conversation_id) -> Socket:
-    socket = await Socket.open(site, cookie)
+async def watch(sites: Sites, cookie, conversation_id, *, not_on: SiteProcess) -> Socket:
+    socket, process = await sites.open(cookie)
+    assert process is not not_on, "least_conn sent the second socket to the other process"
     await socket.send({"type": "conversation.open", "conversation": conversation_id})
     return socket
 
@@ -78,13 +105,13 @@ def replay(frames: list[dict]) -> tuple[str, list[int]]:
 
 
 def test_a_socket_on_another_process_sees_the_same_answer(cluster, emulator_server):
-    first, second, cookie, _ = cluster
+    sites, cookie, _ = cluster
     reply = "".join(f"[{i:03d}]" for i in range(120))
     emulator_server.next(reply=reply, chunk_chars=5, interval_ms=10)
 
     async def scenario():
-        sender, conversation_id, message_id = await start_answer(first, cookie, reply=reply)
-        watcher = await watch(second, cookie, conversation_id)
+        sender, conversation_id, message_id, running = await start_answer(sites, cookie)
+        watcher = await watch(sites, cookie, conversation_id, not_on=running)
         watched = await watcher.recv_until(is_done)
         sent = await sender.recv_until(is_done)
         await sender.close()
@@ -100,12 +127,12 @@ def test_a_socket_on_another_process_sees_the_same_answer(cluster, emulator_serv
 
 
 def test_stop_from_another_process_cancels_the_upstream(cluster, emulator_server):
-    first, second, cookie, database_url = cluster
+    sites, cookie, database_url = cluster
     emulator_server.next(reply="s" * 3000, chunk_chars=4, interval_ms=20)
 
     async def scenario():
-        sender, conversation_id, message_id = await start_answer(first, cookie, reply="")
-        watcher = await watch(second, cookie, conversation_id)
+        sender, conversation_id, message_id, running = await start_answer(sites, cookie)
+        watcher = await watch(sites, cookie, conversation_id, not_on=running)
         await watcher.recv_until(lambda f: f["type"] in ("snapshot", "delta"))
         assert emulator_server.stats()["active_streams"] == 1
         asked = time.monotonic()
@@ -128,18 +155,21 @@ def test_stop_from_another_process_cancels_the_upstream(cluster, emulator_server
 
 
 def test_killing_the_process_leaves_an_interrupted_answer_the_other_shows(cluster, emulator_server):
-    first, second, cookie, database_url = cluster
+    sites, cookie, database_url = cluster
     emulator_server.next(reply="k" * 3000, chunk_chars=4, interval_ms=20)
 
     async def scenario():
-        sender, conversation_id, message_id = await start_answer(first, cookie, reply="")
-        watcher = await watch(second, cookie, conversation_id)
+        sender, conversation_id, message_id, running = await start_answer(sites, cookie)
+        watcher = await watch(sites, cookie, conversation_id, not_on=running)
         await watcher.recv_until(lambda f: f["type"] in ("snapshot", "delta"))
-        await asyncio.sleep(1.2)  # let at least one progress save happen
-        first.kill()
+        # Kill it once a progress save holds some text.
+        while not message_row(database_url, message_id)[1]:
+            await asyncio.sleep(0.05)
+        running.kill()
         done = (await watcher.recv_until(is_done, timeout=20))[-1]
-        # A fresh socket on the surviving process gets it from history too.
-        late = await watch(second, cookie, conversation_id)
+        # A fresh socket through the proxy reaches the survivor and gets it from history too.
+        late = await Socket.open(sites.proxy, cookie)
+        await late.send({"type": "conversation.open", "conversation": conversation_id})
         history = await late.recv()
         await late.close()
         await watcher.close()
