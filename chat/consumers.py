@@ -24,6 +24,7 @@ from chat.models import Conversation, Message
 from chat.selectors import NotFound, aconversation_get, amessage_get, amessage_list
 from chat.serializers import conversation_data, message_data
 from chat.providers.registry import model_is_offered
+from chat.services.answer_batch import NewChat, new_chat_queue
 from chat.services.answers import NEWEST, Busy, NotAnAnswer, answer_begin, answer_regenerate
 from chat.services.limits import Allowance, LimitExceeded, allowance_get
 
@@ -225,11 +226,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.allowance = replace(allowance, starts=allowance.starts - 1)
         try:
             # Every check and write in one trip to the database: a refused frame
-            # leaves no trace (not even an empty conversation).
-            begun = await answer_begin(
-                user=self.user, conversation_id=conversation_id, content=text,
-                parent_id=parent_id, model=model,
-            )
+            # leaves no trace (not even an empty conversation). New chats that
+            # arrive together are written together.
+            if conversation_id is None:
+                begun = await new_chat_queue().begin(NewChat(user=self.user, content=text, model=model))
+            else:
+                begun = await answer_begin(
+                    user=self.user, conversation_id=conversation_id, content=text,
+                    parent_id=parent_id, model=model,
+                )
         except BaseException as exc:
             if early is not None:
                 await early.aclose()
