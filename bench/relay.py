@@ -24,7 +24,7 @@ on the event (the emulator's log, matched to the answer by its final text). A
 coalesced frame counts its wait against every event in it.
 
 The JSON result (stdout, or --out) holds every figure for the site and the
-reference, their ratios, and the targets of issue 5.
+reference, their ratios, and the targets (TARGETS below; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -65,11 +65,15 @@ from bench.common import (  # noqa: E402
     write_log_counts,
 )
 
+# What "the relay adds nothing measurable" means, per process at 100 streams
+# (docs/performance.md): each figure against the reference read in the same run.
 TARGETS = {
     "p99_over_reference_ms": 25.0,
+    "ttfd_p50_over_reference_ms": 50.0,
     "throughput_ratio": 0.95,
+    "cpu_us_per_delta": 80.0,
     "bytes_per_char": 3.0,
-    "rss_kb_per_idle_socket": 200.0,
+    "rss_kb_per_idle_socket": 100.0,
 }
 
 
@@ -765,7 +769,17 @@ def compare(result: dict) -> tuple[dict, list]:
     rp99 = (ref.get("latency_ms") or {}).get("p99")
     over = round(sp99 - rp99, 2) if sp99 is not None and rp99 is not None else None
     add("relay p99 minus reference p99 (ms)", over, f"<= {TARGETS['p99_over_reference_ms']:g}",
-        over is not None and over <= TARGETS["p99_over_reference_ms"], "the target is set at 500 streams")
+        over is not None and over <= TARGETS["p99_over_reference_ms"])
+    s50 = (site.get("ttfd_ms") or {}).get("p50")
+    r50 = (ref.get("ttfd_ms") or {}).get("p50")
+    first = round(s50 - r50, 2) if s50 is not None and r50 is not None else None
+    add("time to first delta p50 minus reference (ms)", first, f"<= {TARGETS['ttfd_p50_over_reference_ms']:g}",
+        first is not None and first <= TARGETS["ttfd_p50_over_reference_ms"])
+    cpu = (site.get("server") or {}).get("cpu_s")
+    per_delta = round(cpu / site["deltas"] * 1e6, 1) if cpu is not None and site.get("deltas") else None
+    add("site CPU per upstream delta relayed (µs)", per_delta, f"<= {TARGETS['cpu_us_per_delta']:g}",
+        per_delta is not None and per_delta <= TARGETS["cpu_us_per_delta"],
+        "all processes of the site; the client and the upstream share the machine")
     tr = ratios["throughput.chars_per_s"]
     add("delivered chars/s, site / reference", tr, f">= {TARGETS['throughput_ratio']:g}",
         tr is not None and tr >= TARGETS["throughput_ratio"])
@@ -807,7 +821,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reply-chars", type=int, default=600)
     parser.add_argument("--interval-ms", type=int, default=20)
     parser.add_argument("--chunk-chars", type=int, default=4)
-    parser.add_argument("--ramp-s", type=float, default=1.0, help="spread the N starts over this many seconds")
+    parser.add_argument("--ramp-s", type=float, default=0.0,
+                        help="spread the N starts over this many seconds (0: all at once, as people pressing Send together)")
     parser.add_argument("--users", type=int, default=0, help="distinct users (default: one per socket)")
     parser.add_argument("--form-logins", type=int, default=2,
                         help="users that log in through the login form; the rest get minted sessions")
