@@ -8,11 +8,20 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         """Called once the app registry is ready: connect the signal handlers."""
-        from django.db.models.signals import post_delete, post_save
+        from django.contrib.auth import get_user_model
+        from django.core.signals import setting_changed
+        from django.db.models.signals import m2m_changed, post_delete, post_save
 
-        from chat.models import Provider
+        from chat.models import Provider, UsageLimit
         from chat.providers.registry import provider_rows_forget
+        from chat.services.limits import limits_changed
 
         # A provider saved or deleted in this process is seen by the next answer.
         post_save.connect(provider_rows_forget, sender=Provider, dispatch_uid="provider-rows-forget-save")
         post_delete.connect(provider_rows_forget, sender=Provider, dispatch_uid="provider-rows-forget-delete")
+        # Limits changed in this process: no upstream request before the database
+        # has checked them again (chat/consumers.py starts new chats early).
+        post_save.connect(limits_changed, sender=UsageLimit, dispatch_uid="limits-changed-save")
+        post_delete.connect(limits_changed, sender=UsageLimit, dispatch_uid="limits-changed-delete")
+        m2m_changed.connect(limits_changed, sender=get_user_model().groups.through, dispatch_uid="limits-groups")
+        setting_changed.connect(limits_changed, dispatch_uid="limits-settings")

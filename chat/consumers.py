@@ -218,6 +218,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         allowance = self.allowance
         if (
             conversation_id is None
+            and allowance.current()
             and allowance.starts >= EARLY_MIN_STARTS
             and allowance.chars >= EARLY_MIN_CHARS
             and len(text) <= allowance.message_chars

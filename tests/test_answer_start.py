@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 
 from chat import consumers
 from chat.models import AccountSettings, Message
+from chat.services import answer_batch
 from tests.ws import connect, is_done, receive_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
@@ -18,7 +19,7 @@ async def carol(make_user):
 
 
 async def test_a_new_chat_asks_the_upstream_before_its_rows_are_saved(carol, emulator, monkeypatch):
-    real = consumers.answer_begin
+    real = answer_batch.answers_begin_new
     asked_first = []
 
     async def slow_begin(**kwargs):
@@ -31,7 +32,7 @@ async def test_a_new_chat_asks_the_upstream_before_its_rows_are_saved(carol, emu
         asked_first.append(True)
         return await real(**kwargs)
 
-    monkeypatch.setattr(consumers, "answer_begin", slow_begin)
+    monkeypatch.setattr(answer_batch, "answers_begin_new", slow_begin)
     await emulator.anext(reply="early bird")
     ws = await connect(carol)
     assert (await ws.connect())[0]

@@ -17,6 +17,8 @@ from tests.fixtures.emulator import REPO_ROOT
 
 TARGET_FIGURES = {
     "relay p99 minus reference p99 (ms)",
+    "time to first delta p50 minus reference (ms)",
+    "site CPU per upstream delta relayed (µs)",
     "delivered chars/s, site / reference",
     "wire bytes per answer / answer chars",
     "DB writes per answer (all chat rows)",

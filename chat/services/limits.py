@@ -93,6 +93,21 @@ class Allowance:
     starts: int  # answers they may start now
     chars: int  # characters of answers left today
     message_chars: int = 0  # the longest message they may send
+    version: int = -1  # the limits it was read under (see limits_changed)
+
+    def current(self) -> bool:
+        """False once a limit was changed in this process since it was read."""
+        return self.version == _limits_version
+
+
+# Bumped whenever limits change in this process (a UsageLimit row, a group
+# membership, the settings): allowances read before are no longer trusted.
+_limits_version = 0
+
+
+def limits_changed(**_kwargs) -> None:
+    global _limits_version
+    _limits_version += 1
 
 
 @dataclass
@@ -156,7 +171,9 @@ def allowance_check(*, limits: Limits, usage: Usage, message_chars: int = 0) -> 
             "It renews at midnight UTC.",
         )
     starts = min(limits.concurrent_answers - usage.active, limits.messages_per_minute - usage.recent)
-    return Allowance(starts=starts, chars=chars_left, message_chars=limits.max_message_chars)
+    return Allowance(
+        starts=starts, chars=chars_left, message_chars=limits.max_message_chars, version=_limits_version
+    )
 
 
 def user_limits_check(*, user, message_chars: int = 0) -> Allowance:
