@@ -230,7 +230,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             # leaves no trace (not even an empty conversation). New chats that
             # arrive together are written together.
             if conversation_id is None:
-                begun = await new_chat_queue().begin(NewChat(user=self.user, content=text, model=model))
+                begun = await new_chat_queue().submit(NewChat(user=self.user, content=text, model=model))
             else:
                 begun = await answer_begin(
                     user=self.user, conversation_id=conversation_id, content=text,

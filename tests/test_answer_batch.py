@@ -47,7 +47,7 @@ async def test_starts_that_arrive_together_share_trips_to_the_database(make_user
     users = [await sync_to_async(make_user)(f"crowd{i}") for i in range(12)]
     queue = new_chat_queue()
     before = queue.batches
-    begun = await asyncio.gather(*(queue.begin(NewChat(user=u, content=f"q{i}")) for i, u in enumerate(users)))
+    begun = await asyncio.gather(*(queue.submit(NewChat(user=u, content=f"q{i}")) for i, u in enumerate(users)))
     assert len({b.conversation.pk for b in begun}) == 12
     assert 1 <= queue.batches - before < 12
 

@@ -21,6 +21,8 @@ from chat.providers.registry import answer_stream, providers_warm
 from chat.serializers import conversation_data
 from chat.services import conversations as conversation_services
 from chat.generation.answer import EarlyStream, Generation
+from chat.services.answer_batch import finish_queue
+from chat.services.conversations import Finish
 from chat.upstream.errors import UpstreamError
 from chat.upstream.gptalk_stream import ContentReset
 
@@ -225,7 +227,7 @@ class GenerationManager:
         deadline = time.monotonic() + settings.CHAT_GENERATION_LEASE
         while True:
             try:
-                return await conversation_services.answer_finish(
+                final = Finish(
                     message_id=generation.message_id,
                     conversation_id=generation.conversation_id,
                     retitle=retitle,
@@ -236,10 +238,12 @@ class GenerationManager:
                     first_delta_ms=generation.first_delta_ms,
                     duration_ms=int((time.monotonic() - generation.started) * 1000),
                     provider=getattr(generation.upstream, "provider_name", ""),
-                    model=getattr(generation.upstream, "model", ""),
+                    model=getattr(generation.upstream, "model", "") or generation.model,
                     prompt_chars=sum(len(m["content"]) for m in generation.history),
                     usage=getattr(generation.upstream, "usage", None),
                 )
+                # Answers that end together are saved together (one trip).
+                return await finish_queue().submit(final)
             except DatabaseError:
                 if time.monotonic() > deadline:
                     logger.exception("the final save of answer %s failed; giving up", generation.message_id)

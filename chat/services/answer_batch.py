@@ -1,4 +1,4 @@
-"""Starting many new chats at once: one trip to the database, a few statements for all.
+"""Starting and ending many answers at once: one trip to the database, a few statements for all.
 
 When a hundred people press Send at the same moment, a hundred `answer_begin`
 calls would queue one after another for the one database thread (SQLite has a
@@ -7,7 +7,8 @@ the GIL. New chats need no per-conversation check, so those that arrive while
 a batch is being written wait for the next one: every batch reads the limits,
 the usage and the account defaults of all its users in three queries and
 writes all its conversations and messages in three bulk inserts. A start that
-finds the database idle is written at once, alone.
+finds the database idle is written at once, alone. Answers that end
+together (they started together) are saved together the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.db import transaction
 
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.answers import Begun
+from chat.services.conversations import answers_finish
 from chat.services.db import concurrent_on_postgres
 from chat.services.history import upstream_messages
 from chat.services.limits import LimitExceeded, allowance_check, users_limits, users_usage
@@ -109,19 +111,24 @@ def _conversation(chat: NewChat, defaults: AccountSettings | None) -> Conversati
     )
 
 
-class NewChatQueue:
-    """New chats waiting for the batch after the one being written (one queue
-    per event loop: `new_chat_queue()`)."""
+class Batcher:
+    """Calls that arrive while a batch is being written wait for the next batch.
 
-    def __init__(self) -> None:
-        self.waiting: list[tuple[NewChat, asyncio.Future]] = []
+    `write` takes the list of waiting items and returns one result per item
+    (an Exception result is raised to that item's caller). A call that finds
+    nothing being written is written at once, alone: batching adds no wait.
+    One Batcher per event loop and job (`new_chat_queue()`, `finish_queue()`).
+    """
+
+    def __init__(self, write) -> None:
+        self.write = write
+        self.waiting: list[tuple[object, asyncio.Future]] = []
         self.writing = False
         self.batches = 0  # trips to the database so far (tests, benchmarks)
 
-    async def begin(self, chat: NewChat) -> Begun:
-        """Start one new chat; raises LimitExceeded as `answer_begin` does."""
+    async def submit(self, item):
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append((chat, future))
+        self.waiting.append((item, future))
         if not self.writing:
             self.writing = True
             asyncio.get_running_loop().create_task(self._write())
@@ -133,12 +140,12 @@ class NewChatQueue:
                 batch, self.waiting = self.waiting, []
                 self.batches += 1
                 try:
-                    results = await answers_begin_new(chats=[chat for chat, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - every waiting start gets the error
+                    results = await self.write([item for item, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiting call gets the error
                     results = [exc] * len(batch)
-                for (_, future), result in zip(batch, results):
+                for (_, future), result in zip(batch, results, strict=True):
                     if future.done():
-                        continue  # its socket closed meanwhile
+                        continue  # its caller is gone (a socket that closed)
                     if isinstance(result, Exception):
                         future.set_exception(result)
                     else:
@@ -147,12 +154,23 @@ class NewChatQueue:
             self.writing = False
 
 
-_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, NewChatQueue] = weakref.WeakKeyDictionary()
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batcher]] = weakref.WeakKeyDictionary()
 
 
-def new_chat_queue() -> NewChatQueue:
+def _batcher(name: str, write) -> Batcher:
     loop = asyncio.get_running_loop()
-    queue = _queues.get(loop)
-    if queue is None:
-        queue = _queues[loop] = NewChatQueue()
-    return queue
+    batchers = _batchers.setdefault(loop, {})
+    batcher = batchers.get(name)
+    if batcher is None:
+        batcher = batchers[name] = Batcher(write)
+    return batcher
+
+
+def new_chat_queue() -> Batcher:
+    """`await new_chat_queue().submit(NewChat(...))` → Begun, or raises LimitExceeded."""
+    return _batcher("new_chat", lambda chats: answers_begin_new(chats=chats))
+
+
+def finish_queue() -> Batcher:
+    """`await finish_queue().submit(Finish(...))` → the retitled Conversation or None."""
+    return _batcher("finish", lambda finishes: answers_finish(finishes=finishes))

@@ -2,41 +2,17 @@
 through chat.selectors, or pass the user so that the check happens here."""
 
 import logging
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
 from chat.models import AccountSettings, Conversation, Message
-from chat.services.db import concurrent_on_postgres
+from chat.services.db import concurrent_on_postgres, rows_update
 from chat.services.titles import title_from_exchange, title_from_text
 from chat.services.usage import usage_measure
 
 logger = logging.getLogger(__name__)
-
-
-def conversation_autotitle(*, conversation_id: int) -> Conversation | None:
-    """After the first complete answer, replace the provisional title (the first
-    line of the first message) with a short one. A title the user set is kept.
-    Returns the conversation when its title changed."""
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
-    if conversation is None:
-        return None
-    answers = list(
-        conversation.messages.filter(role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE)
-        .select_related("parent")
-        .order_by("created_at", "id")[:2]
-    )
-    if len(answers) != 1:
-        return None
-    question = answers[0].parent
-    if question is None or conversation.title != title_from_text(question.content):
-        return None
-    title = title_from_exchange(question.content, answers[0].content)
-    if not title or title == conversation.title:
-        return None
-    conversation.title = title
-    Conversation.objects.filter(pk=conversation_id).update(title=title)
-    return conversation
 
 
 def conversation_create(*, user, first_text: str = "") -> Conversation:
@@ -109,66 +85,97 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
     delta count) each, in one transaction. An answer that has meanwhile ended
     keeps its final row (only pending/streaming rows are touched)."""
     now = timezone.now()
+    status = Message._meta.get_field("status").column
     with transaction.atomic():
-        for message_id, content, delta_count in rows:
-            Message.objects.filter(
-                pk=message_id, status__in=(Message.Status.PENDING, Message.Status.STREAMING)
-            ).update(
-                content=content, delta_count=delta_count, status=Message.Status.STREAMING, updated_at=now
-            )
+        rows_update(
+            model=Message,
+            fields=["content", "delta_count", "status", "updated_at"],
+            rows=[(content, count, Message.Status.STREAMING, now, pk) for pk, content, count in rows],
+            where=f"{status} IN (%s, %s)",
+            where_params=(Message.Status.PENDING, Message.Status.STREAMING),
+        )
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The final state of an answer, as `answer_finish` takes it."""
+
+    message_id: int
+    conversation_id: int
+    content: str
+    status: str
+    error: str
+    delta_count: int
+    first_delta_ms: int | None
+    duration_ms: int
+    provider: str
+    model: str  # the model that answered, or the one asked for
+    retitle: bool = False
+    prompt_chars: int | None = None
+    usage: dict | None = None
+
+
+FINISH_FIELDS = [
+    "content", "status", "error", "delta_count", "first_delta_ms", "duration_ms", "provider", "model",
+    "updated_at", "prompt_chars", "answer_chars", "prompt_tokens", "answer_tokens", "tokens_estimated",
+]  # fmt: skip
 
 
 @concurrent_on_postgres
-def answer_finish(
-    *,
-    message_id: int,
-    conversation_id: int,
-    content: str,
-    status: str,
-    error: str = "",
-    delta_count: int,
-    first_delta_ms: int | None,
-    duration_ms: int,
-    provider: str = "",
-    model: str = "",
-    retitle: bool = False,
-    prompt_chars: int | None = None,
-    usage: dict | None = None,
-) -> Conversation | None:
-    """The one final write of an answer, whatever way it ended, and with
-    `retitle` the conversation's short title after its first complete answer —
-    one trip to the database thread for both.
-
-    `provider` names the provider that answered (or was asked); `model`, the model
-    id it answered with, replaces the requested one unless empty. Returns the
-    conversation when its title changed. A failed title never undoes the answer
-    (it is saved first) and is only logged: a title is cosmetic.
-
-    `prompt_chars` is the size of what was sent upstream and `usage` the
-    upstream's own token count, if it reported one; the answer's usage is
-    recorded from them (estimated where the upstream did not count).
-    """
-    fields = {"model": model} if model else {}
-    fields.update(usage_measure(prompt_chars=prompt_chars, answer=content, reported=usage).as_fields())
-    Message.objects.filter(pk=message_id).update(
-        content=content,
-        status=status,
-        error=error,
-        delta_count=delta_count,
-        first_delta_ms=first_delta_ms,
-        duration_ms=duration_ms,
-        provider=provider,
-        updated_at=timezone.now(),
-        **fields,
-    )
-    if not retitle or status != Message.Status.COMPLETE:
-        return None
+def answers_finish(*, finishes: list[Finish]) -> list[Conversation | None]:
+    """The final writes of several answers in one statement run per row, and the
+    short titles of their conversations after a first complete answer (as
+    `answer_finish` does for one); per answer, its retitled conversation or None."""
+    now = timezone.now()
+    rows = []
+    for done in finishes:
+        usage = usage_measure(prompt_chars=done.prompt_chars, answer=done.content, reported=done.usage)
+        rows.append((
+            done.content, done.status, done.error, done.delta_count, done.first_delta_ms, done.duration_ms,
+            done.provider, done.model, now, usage.prompt_chars, usage.answer_chars, usage.prompt_tokens,
+            usage.answer_tokens, usage.tokens_estimated, done.message_id,
+        ))  # fmt: skip
+    with transaction.atomic():
+        rows_update(model=Message, fields=FINISH_FIELDS, rows=rows)
+    candidates = [d.conversation_id for d in finishes if d.retitle and d.status == Message.Status.COMPLETE]
     try:
         with transaction.atomic():
-            return conversation_autotitle(conversation_id=conversation_id)
+            retitled = _conversations_autotitle(conversation_ids=candidates)
     except Exception:  # noqa: BLE001 - never fail an answer for its title
-        logger.exception("titling conversation %s failed", conversation_id)
-        return None
+        logger.exception("titling conversations %s failed", candidates)
+        retitled = {}
+    return [retitled.get(d.conversation_id) if d.retitle else None for d in finishes]
+
+
+def _conversations_autotitle(*, conversation_ids: list[int]) -> dict[int, Conversation]:
+    """`conversation_autotitle` for several conversations in two queries and one update."""
+    if not conversation_ids:
+        return {}
+    conversations = Conversation.objects.in_bulk(conversation_ids)
+    firsts: dict[int, list[Message]] = {}
+    answers = (
+        Message.objects.filter(
+            conversation_id__in=conversation_ids, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE
+        )
+        .select_related("parent")
+        .order_by("conversation_id", "created_at", "id")
+    )
+    for answer in answers:
+        firsts.setdefault(answer.conversation_id, []).append(answer)
+    changed = {}
+    for conversation_id, conversation in conversations.items():
+        complete = firsts.get(conversation_id, [])
+        if len(complete) != 1:
+            continue  # not its first complete answer
+        question = complete[0].parent
+        if question is None or conversation.title != title_from_text(question.content):
+            continue  # the user named it
+        title = title_from_exchange(question.content, complete[0].content)
+        if title and title != conversation.title:
+            conversation.title = title
+            changed[conversation_id] = conversation
+    rows_update(model=Conversation, fields=["title"], rows=[(c.title, c.pk) for c in changed.values()])
+    return changed
 
 
 INTERRUPTED_ERROR = "The server stopped while this answer was being written."
