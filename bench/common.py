@@ -66,6 +66,23 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return out
 
 
+def site_pids(site: SiteProcess) -> list[int]:
+    """`manage.py serve` and its daphne processes: the site is all of them."""
+    return [site.process.pid, *site.children()]
+
+
+def cpu_seconds_all(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def rss_kb_all(pids: list[int]) -> int:
+    return sum(rss_kb(pid) for pid in pids)
+
+
+def thread_cpu_seconds_all(pids: list[int]) -> dict[str, float]:
+    return {f"{pid}/{name}": value for pid in pids for name, value in thread_cpu_seconds(pid).items()}
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent not idle since boot (/proc/stat), to spot outside load."""
     with open("/proc/stat") as stat:
@@ -182,9 +199,9 @@ class Stack:
         write_log_install(self.db, self.database_url)
         return self
 
-    def start_site(self, **extra_env: str) -> SiteProcess:
-        """The site under daphne; `extra_env` goes to this process only (not to manage.py)."""
-        self.site = SiteProcess(env={**self.env, **extra_env})
+    def start_site(self, *, args: tuple[str, ...] = (), **extra_env: str) -> SiteProcess:
+        """`manage.py serve` with `args`; `extra_env` goes to it only (not to manage.py)."""
+        self.site = SiteProcess(env={**self.env, **extra_env}, args=args)
         return self.site
 
     def stop_site(self) -> None:

@@ -28,7 +28,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from chat.services.gptalk import GPTalk, aclose_clients  # noqa: E402
+from chat.upstream.gptalk import GPTalk, aclose_clients  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Benchmark"}]
 ROW = (

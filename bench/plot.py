@@ -17,13 +17,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"memory": "tab:blue", "redis": "tab:red", "reference": "black"}
+COLORS = {"memory": "tab:blue", "redis": "tab:red", "asyncio": "tab:orange",
+          "2 processes": "tab:green", "reference": "black"}
+
+
+def kind(run: dict) -> str:
+    """Which series a run belongs to: its layer on one uvloop process, else what differs."""
+    config = run["config"]
+    if config.get("processes", 1) > 1:
+        return f"{config['processes']} processes"
+    if config.get("loop", "uvloop") != "uvloop":
+        return config["loop"]
+    return config["layer"]
 
 
 def series(runs: list[dict], layer: str, side: str, getter) -> tuple[list, list, list]:
     xs, ys, finished = [], [], []
     for run in runs:
-        if run.get("error") or run["config"]["layer"] != layer or not run.get(side):
+        if run.get("error") or kind(run) != layer or not run.get(side):
             continue
         value = getter(run[side])
         if value is None:
@@ -48,9 +59,7 @@ def plot(path: str | Path) -> Path:
     path = Path(path)
     report = json.loads(path.read_text())
     runs = [r for r in report["runs"] if not r.get("error")]
-    main_db = runs[0]["config"]["db"] if runs else "sqlite"
-    runs = [r for r in runs if r["config"]["db"] == main_db]  # extra points on another DB: tables only
-    layers = sorted({r["config"]["layer"] for r in runs})
+    layers = sorted({kind(r) for r in runs})
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
     lat, ttfd, thr = axes
 
@@ -63,7 +72,7 @@ def plot(path: str | Path) -> Path:
              color=color, style="-", label=f"site {layer} p50")
         draw(thr, *series(runs, layer, "site", lambda s: s["chars_per_s"]),
              color=color, style="-", label=f"site {layer}")
-    ref_layer = layers[0] if layers else "memory"
+    ref_layer = "memory" if "memory" in layers else (layers[0] if layers else "memory")
     for pct, style in (("p50", "--"), ("p99", "-")):
         draw(lat, *series(runs, ref_layer, "reference", lambda s, p=pct: s["latency_ms"][p]),
              color=COLORS["reference"], style=style, label=f"reference {pct}")
@@ -83,7 +92,8 @@ def plot(path: str | Path) -> Path:
         ax.legend(fontsize=8)
     machine = report.get("machine", {})
     fig.suptitle(
-        f"GPTalk Chat relay, one daphne process — {machine.get('nproc')} cores, {machine.get('cpu_model')}; "
+        f"GPTalk Chat relay, one daphne process unless named — {machine.get('nproc')} cores, "
+        f"{machine.get('cpu_model')}; "
         f"{report.get('name')}. Open markers: not all answers done by the deadline (lower bounds).",
         fontsize=10,
     )

@@ -1,6 +1,6 @@
 """Markdown tables of a sweep (bench/results/<date>.json) for docs/performance.md.
 
-    .venv/bin/python bench/report.py bench/results/<date>.json > bench/results/<date>.md
+    .venv/bin/python bench/report.py bench/results/<name>.json
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ def glance(runs: list[dict]) -> str:
 
     def label(r):
         c = r["config"]
-        return f"{c['layer']} N={c['streams']}" + ("" if c["db"] == main_db else f" {c['db']}")
+        extra = "" if c["db"] == main_db else f" {c['db']}"
+        if c.get("processes", 1) > 1:
+            extra += f" ×{c['processes']}"
+        if c.get("loop", "uvloop") != "uvloop":
+            extra += f" {c['loop']}"
+        return f"{c['layer']} N={c['streams']}{extra}"
 
     head = "| target | " + " | ".join(label(r) for r in ok) + " |"
     lines = [head, "|---|" + "---|" * len(ok)]

@@ -1,13 +1,16 @@
-"""The whole benchmark: relay runs over N and both channel layers, linearity, soak.
+"""The whole benchmark: relay runs over N, event loops and processes, linearity, soak.
 
-    .venv/bin/python bench/sweep.py                      # N = 1 50 200 500 1000, memory + redis
+    .venv/bin/python bench/sweep.py --nice -10             # the defaults below, ~15 min
     .venv/bin/python bench/sweep.py --streams 1 50 --layers memory --no-soak
 
 Each relay run is its own `bench/relay.py` process (fresh emulator, database and
-daphne). Writes bench/results/<date>.json (every run), bench/results/<date>.png
-(latency and throughput against N) and bench/results/<date>.md (the tables for
-docs/performance.md); py-spy profiles of the site at --profile-at streams go to
-bench/results/profile-<layer>-<N>.{txt,svg}.
+`manage.py serve`): N streams on one process per layer (uvloop), the same N on
+asyncio's own loop at --asyncio-at, and two processes with Redis and
+PostgreSQL at --processes-at. Writes bench/results/<name>.json (every run)
+and bench/results/<name>.png (latency and throughput against N); the tables
+of docs/performance.md come from `bench/report.py <name>.json`. A py-spy
+profile of the site at --profile-at streams goes to bench/profiles/ (not
+kept in git: regenerate it with this command).
 """
 
 from __future__ import annotations
@@ -49,15 +52,17 @@ def run_json(cmd: list[str], out: Path, timeout: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 50, 200, 500, 1000])
-    parser.add_argument("--layers", nargs="+", default=["memory", "redis"], choices=("memory", "redis"))
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 50, 100, 200, 500])
+    parser.add_argument("--layers", nargs="+", default=["memory"], choices=("memory", "redis"))
+    parser.add_argument("--asyncio-at", type=int, nargs="*", default=[100, 200],
+                        help="also run these N on asyncio's own event loop (memory layer)")
+    parser.add_argument("--processes-at", type=int, nargs="*", default=[200],
+                        help="also run these N on two processes (Redis layer, PostgreSQL)")
     parser.add_argument("--db", default="sqlite", choices=("sqlite", "postgres"))
     parser.add_argument("--deadline-s", type=float, default=60)
-    parser.add_argument("--profile-at", type=int, default=500, help="py-spy the site at this N (0: never)")
+    parser.add_argument("--profile-at", type=int, default=100, help="py-spy the site at this N (0: never)")
     parser.add_argument("--linearity", type=int, nargs="*", default=[150, 600, 2400],
                         help="reply lengths of the wire-bytes linearity runs (N=10, memory)")
-    parser.add_argument("--postgres-at", type=int, nargs="*", default=[200],
-                        help="also run these N on PostgreSQL (when --db is sqlite), same layers")
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--nice", type=int, default=0,
                         help="run the benchmark processes at this niceness (negative needs root): on a shared "
@@ -80,24 +85,29 @@ def main(argv: list[str] | None = None) -> int:
         "linearity": [],
         "soak": {},
     }
+    profiles = BENCH / "profiles"
     for layer in args.layers:
         for n in args.streams:
             out = work / f"relay-{layer}-{n}.json"
             cmd = [python, "bench/relay.py", "--streams", str(n), "--layer", layer, "--db", args.db,
                    "--deadline-s", str(args.deadline_s), "--out", str(out)]
-            if n == args.profile_at:
-                cmd += ["--py-spy", str(results_dir / f"profile-{layer}-{n}")]
+            if n == args.profile_at and layer == "memory":
+                cmd += ["--py-spy", str(profiles / f"{args.name}-{layer}-{n}"), "--py-spy-delay-s", "0.5",
+                        "--py-spy-s", "3"]
             report["runs"].append(run_json(cmd, out, timeout=args.deadline_s * 2 + 240))
             save(report, results_dir)
-    for n in args.postgres_at:
-        if args.db == "postgres":
-            break
-        for layer in args.layers:
-            out = work / f"relay-{layer}-{n}-postgres.json"
-            cmd = [python, "bench/relay.py", "--streams", str(n), "--layer", layer, "--db", "postgres",
-                   "--deadline-s", str(args.deadline_s), "--out", str(out)]
-            report["runs"].append(run_json(cmd, out, timeout=args.deadline_s * 2 + 240))
-            save(report, results_dir)
+    for n in args.asyncio_at:
+        out = work / f"relay-asyncio-{n}.json"
+        cmd = [python, "bench/relay.py", "--streams", str(n), "--layer", "memory", "--db", args.db,
+               "--loop", "asyncio", "--deadline-s", str(args.deadline_s), "--out", str(out)]
+        report["runs"].append(run_json(cmd, out, timeout=args.deadline_s * 2 + 240))
+        save(report, results_dir)
+    for n in args.processes_at:
+        out = work / f"relay-processes-{n}.json"
+        cmd = [python, "bench/relay.py", "--streams", str(n), "--layer", "redis", "--db", "postgres",
+               "--processes", "2", "--deadline-s", str(args.deadline_s), "--out", str(out)]
+        report["runs"].append(run_json(cmd, out, timeout=args.deadline_s * 2 + 240))
+        save(report, results_dir)
     for chars in args.linearity:
         out = work / f"linearity-{chars}.json"
         cmd = [python, "bench/relay.py", "--streams", "10", "--layer", "memory", "--db", args.db,
@@ -120,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plot: {plot(path)}", file=sys.stderr)
     except ImportError as exc:
         print(f"no plot ({exc}): pip install -r bench/requirements.txt", file=sys.stderr)
-    from bench.report import markdown
-
-    md = results_dir / f"{args.name}.md"
-    md.write_text(markdown(report))
-    print(f"results: {path}\ntables: {md}", file=sys.stderr)
+    print(f"results: {path}\ntables: .venv/bin/python bench/report.py {path}", file=sys.stderr)
     return 0
 
 

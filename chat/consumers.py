@@ -13,7 +13,6 @@ import re
 from dataclasses import replace
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -24,11 +23,10 @@ from chat.generation import get_manager
 from chat.models import Conversation, Message
 from chat.selectors import NotFound, aconversation_get, amessage_get, amessage_list
 from chat.serializers import conversation_data, message_data
-from chat.services import conversations as conversation_services
 from chat.providers.registry import model_is_offered
-from chat.services.history import branch_messages, upstream_messages
-from chat.services.answers import NEWEST, Busy, answer_begin
-from chat.services.limits import Allowance, LimitExceeded, allowance_get, limits_check
+from chat.services.answer_batch import NewChat, new_chat_queue
+from chat.services.answers import NEWEST, Busy, NotAnAnswer, answer_begin, answer_regenerate
+from chat.services.limits import Allowance, LimitExceeded, allowance_get
 
 logger = logging.getLogger(__name__)
 
@@ -228,11 +226,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.allowance = replace(allowance, starts=allowance.starts - 1)
         try:
             # Every check and write in one trip to the database: a refused frame
-            # leaves no trace (not even an empty conversation).
-            begun = await answer_begin(
-                user=self.user, conversation_id=conversation_id, content=text,
-                parent_id=parent_id, model=model,
-            )
+            # leaves no trace (not even an empty conversation). New chats that
+            # arrive together are written together.
+            if conversation_id is None:
+                begun = await new_chat_queue().begin(NewChat(user=self.user, content=text, model=model))
+            else:
+                begun = await answer_begin(
+                    user=self.user, conversation_id=conversation_id, content=text,
+                    parent_id=parent_id, model=model,
+                )
         except BaseException as exc:
             if early is not None:
                 await early.aclose()
@@ -270,23 +272,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.manager.request_stop(message_id=message.pk)
 
     async def command_regenerate(self, content: dict, ref: str | None) -> None:
-        old = await amessage_get(user=self.user, message_id=_id_field(content, "message"))
-        if old.role != Message.Role.ASSISTANT or old.parent_id is None:
-            raise ClientError("bad_field", "Only an answer can be regenerated.")
-        conversation = old.conversation
-        if await conversation.messages.filter(role=Message.Role.ASSISTANT, status__in=events.ACTIVE).aexists():
-            raise _busy()
-        model = await _model_field(content) or old.model
-        await self.check_limits()
-        parent = await Message.objects.aget(pk=old.parent_id)
-        assistant = await sync_to_async(conversation_services.assistant_placeholder_create)(
-            conversation=conversation, parent=parent, model=model
-        )
-        await self.hub.watch(self, conversation.pk)
-        messages = await amessage_list(conversation=conversation)
-        chain = branch_messages(messages=messages, leaf_id=assistant.parent_id)
-        history = upstream_messages(conversation=conversation, chain=chain)
-        await self.start_answer(conversation, assistant, history=history)
+        message_id = _id_field(content, "message")
+        model = await _model_field(content)
+        try:
+            begun = await answer_regenerate(user=self.user, message_id=message_id, model=model)
+        except LimitExceeded as exc:
+            raise ClientError(exc.code, exc.detail) from None
+        except NotAnAnswer:
+            raise ClientError("bad_field", "Only an answer can be regenerated.") from None
+        except Busy:
+            raise _busy() from None
+        self.allowance = begun.allowance
+        await self.hub.watch(self, begun.conversation.pk)
+        await self.start_answer(begun.conversation, begun.assistant, history=begun.history)
 
     async def command_open(self, content: dict, ref: str | None) -> None:
         conversation = await aconversation_get(
@@ -317,13 +315,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.hub.release(self)
 
     # ---- helpers -------------------------------------------------------------
-
-    async def check_limits(self, *, message_chars: int = 0) -> None:
-        """Refuse before anything is saved or sent upstream when a limit is reached."""
-        try:
-            await limits_check(user=self.user, message_chars=message_chars)
-        except LimitExceeded as exc:
-            raise ClientError(exc.code, exc.detail) from None
 
     async def start_answer(
         self, conversation: Conversation, assistant: Message, *, history: list[dict], upstream=None

@@ -78,6 +78,15 @@ class Message(models.Model):
     first_delta_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     delta_count = models.PositiveIntegerField(default=0)
+    # Usage of an answer, written when it ends (chat.services.usage): the size of
+    # what was sent upstream and of what came back, in characters and tokens.
+    # Tokens are the upstream's own count when it reports one; otherwise an
+    # estimate, and `tokens_estimated` says so. Empty for answers older than this.
+    prompt_chars = models.PositiveIntegerField(null=True, blank=True)
+    answer_chars = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    answer_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tokens_estimated = models.BooleanField(default=False)
 
     objects = MessageQuerySet.as_manager()
 
@@ -87,10 +96,6 @@ class Message(models.Model):
     def __str__(self) -> str:
         preview = self.content[:60].replace("\n", " ")
         return f"{self.role}: {preview}"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL_STATUSES
 
 
 def validate_base_url(value: str) -> None:
@@ -109,7 +114,7 @@ def validate_base_url(value: str) -> None:
 
 
 class Provider(models.Model):
-    """An upstream that writes answers, configured by staff (issue: providers).
+    """An upstream that writes answers, configured by staff in the admin.
 
     The API key is write-only: the admin never shows it back and nothing sends
     it to a browser.
@@ -199,3 +204,46 @@ class AccountSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Account settings of {self.user}"
+
+
+class UsageReport(Message):
+    """The admin's usage page (chat/admin/usage.py): answers counted, not edited.
+
+    A proxy so that the page has its own entry and permission in the admin.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "usage"
+        verbose_name_plural = "usage"
+
+
+class TranscriptView(models.Model):
+    """One reading of a user's conversation by a staff member in the admin.
+
+    Written by chat.services.audit whenever staff open (or export) a transcript
+    that is not their own; read-only, shown to superusers. Names are copied so
+    that the record outlives deleted accounts and conversations.
+    """
+
+    viewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    viewer_name = models.CharField(max_length=150)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    owner_name = models.CharField(max_length=150)
+    conversation = models.ForeignKey(
+        Conversation, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    conversation_title = models.CharField(max_length=200, blank=True, default="")
+    # How it was read: the transcript page, a single message, an export.
+    action = models.CharField(max_length=16, default="transcript")
+    viewed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("-viewed_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.viewer_name} read {self.owner_name}'s “{self.conversation_title}”"

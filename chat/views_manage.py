@@ -24,8 +24,8 @@ from chat import events
 from chat.selectors import NotFound, conversation_get, conversation_search, message_list
 from chat.serializers import conversation_data, message_data
 from chat.services import export as export_services
-from chat.services import manage
-from chat.services.manage import InvalidInput
+from chat.services import conversation_edits
+from chat.services.conversation_edits import InvalidInput
 
 JSON_BODY_MAX = 64 * 1024
 
@@ -99,7 +99,7 @@ def conversation_detail(request: HttpRequest, conversation) -> JsonResponse:
 @require_POST
 @owned
 def conversation_rename(request: HttpRequest, conversation) -> JsonResponse:
-    conversation = manage.conversation_rename(
+    conversation = conversation_edits.conversation_rename(
         conversation=conversation, title=_json_body(request).get("title")
     )
     _tell_other_tabs(request, conversation)
@@ -109,7 +109,7 @@ def conversation_rename(request: HttpRequest, conversation) -> JsonResponse:
 @require_POST
 @owned
 def conversation_pin(request: HttpRequest, conversation) -> JsonResponse:
-    conversation = manage.conversation_pin(
+    conversation = conversation_edits.conversation_pin(
         conversation=conversation, pinned=_json_body(request).get("pinned")
     )
     _tell_other_tabs(request, conversation)
@@ -119,7 +119,7 @@ def conversation_pin(request: HttpRequest, conversation) -> JsonResponse:
 @require_POST
 @owned
 def conversation_delete(request: HttpRequest, conversation) -> JsonResponse:
-    manage.conversation_delete(conversation=conversation)
+    conversation_edits.conversation_delete(conversation=conversation)
     return JsonResponse({"deleted": True})
 
 
@@ -127,7 +127,7 @@ def conversation_delete(request: HttpRequest, conversation) -> JsonResponse:
 @owned
 def conversation_settings(request: HttpRequest, conversation) -> JsonResponse:
     body = _json_body(request)
-    conversation = manage.conversation_configure(
+    conversation = conversation_edits.conversation_configure(
         conversation=conversation,
         system_prompt=body.get("system_prompt"),
         model=body.get("model"),
@@ -138,14 +138,14 @@ def conversation_settings(request: HttpRequest, conversation) -> JsonResponse:
 @require_POST
 @owned
 def conversation_share(request: HttpRequest, conversation) -> JsonResponse:
-    return JsonResponse(_conversation_json(request, manage.conversation_share(conversation=conversation)))
+    return JsonResponse(_conversation_json(request, conversation_edits.conversation_share(conversation=conversation)))
 
 
 @require_POST
 @owned
 def conversation_unshare(request: HttpRequest, conversation) -> JsonResponse:
     return JsonResponse(
-        _conversation_json(request, manage.conversation_unshare(conversation=conversation))
+        _conversation_json(request, conversation_edits.conversation_unshare(conversation=conversation))
     )
 
 
@@ -175,7 +175,7 @@ def conversation_create(request: HttpRequest) -> JsonResponse:
     """A new empty conversation with a system prompt and/or model, before its first message."""
     try:
         body = _json_body(request)
-        conversation = manage.conversation_create_empty(
+        conversation = conversation_edits.conversation_create_empty(
             user=request.user,
             system_prompt=body.get("system_prompt") or "",
             model=body.get("model") or "",
@@ -193,10 +193,10 @@ def conversation_import(request: HttpRequest) -> JsonResponse:
     upload = request.FILES.get("file")
     if upload is None:
         return _bad_request(_("Choose a JSON export file to import."))
-    if upload.size > manage.IMPORT_MAX_BYTES:
+    if upload.size > conversation_edits.IMPORT_MAX_BYTES:
         return _bad_request(_("The file is too large: at most 5 MB."))
     try:
-        conversation = manage.conversation_import(user=request.user, raw=upload.read())
+        conversation = conversation_edits.conversation_import(user=request.user, raw=upload.read())
     except InvalidInput as exc:
         return _bad_request(str(exc))
     _tell_other_tabs(request, conversation)

@@ -270,14 +270,24 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-# The GPTalk upstream. Unset: the built-in emulator, which `manage.py serve`
-# (and so `make run`) starts at GPTALK_EMULATOR_URL unless one already answers there.
+# The upstreams (chat/upstream/). GPTALK_URL unset: the built-in emulator, which
+# `manage.py serve` (`make run`) starts at GPTALK_EMULATOR_URL unless one already answers there.
 GPTALK_EMULATOR_URL = "http://127.0.0.1:8765"
 GPTALK_USE_BUILTIN_EMULATOR = not os.environ.get("GPTALK_URL", "").strip()
 GPTALK_URL = (os.environ.get("GPTALK_URL", "").strip() or GPTALK_EMULATOR_URL).rstrip("/")
+# Proxy, transport and timeouts apply to every upstream, GPTalk or OpenAI-compatible.
 GPTALK_PROXY = os.environ.get("GPTALK_PROXY") or None
+# "aiohttp": httpx over httpx-aiohttp's AiohttpTransport, which costs far less per
+# relayed delta than httpx's own transport under many streams (bench/gptalk_client.py,
+# docs/performance.md); "httpx": httpx's own transport.
+GPTALK_TRANSPORT = os.environ.get("GPTALK_TRANSPORT") or "aiohttp"
 GPTALK_CONNECT_TIMEOUT = env_float("GPTALK_CONNECT_TIMEOUT", 10.0)
 GPTALK_READ_TIMEOUT = env_float("GPTALK_READ_TIMEOUT", 60.0)
+# The provider "OpenAI", from the variables the official OpenAI SDK reads; it is
+# added when either the URL or the key is set (chat/providers/registry.py).
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+OPENAI_MODEL = os.environ.get("OPENAI_MODEL", "")
 
 # Chat limits.
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "20000"))

@@ -22,7 +22,7 @@ def _fresh_gptalk_state():
     """The provider's token state and the cached provider rows are per process;
     every test starts logged out, with the rows read afresh."""
     from chat.providers.registry import provider_rows_forget
-    from chat.services.gptalk import GPTalk
+    from chat.upstream.gptalk import GPTalk
 
     GPTalk._auth = None
     GPTalk.used_times = 0
@@ -39,7 +39,7 @@ async def process_state():
     so end that loop's answers, generation manager and HTTP clients with it."""
     yield
     from chat.generation import get_manager
-    from chat.services.gptalk_http import aclose_clients
+    from chat.upstream.http import aclose_clients
 
     await get_manager().shutdown()
     await aclose_clients()

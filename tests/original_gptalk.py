@@ -1,10 +1,11 @@
 """The original gpt4free GPTalk provider, for the emulator's compatibility test.
 
-`create_async_generator` is copied unchanged from the provider source quoted in
-/work/shared/original-docs/000_2f58aebc01dcf6de.txt (gpt4free, Oct 2023 - Mar 2024);
-`format_prompt` follows /work/shared/gptalk-protocol.md. Tests point `url` at the
-emulator (in a subclass, so that `_auth`/`used_times` start fresh) and change
-nothing else. Its known defects (see the protocol doc) are kept on purpose.
+`create_async_generator` is the provider's code unchanged, as gpt4free shipped it
+from October 2023 to March 2024 (https://github.com/xtekky/gpt4free,
+g4f/Provider/GPTalk.py); `format_prompt` follows docs/gptalk-protocol.md. Tests
+point `url` at the emulator (in a subclass, so that `_auth`/`used_times` start
+fresh) and change nothing else. Its known defects (docs/gptalk-protocol.md,
+"Known defects of the original provider") are kept on purpose.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from django.urls import reverse
 from chat.models import AccountSettings, Conversation, Message
 from chat.serializers import message_data
 from chat.services.conversations import exchange_create
-from chat.services.manage import conversation_share
+from chat.services.conversation_edits import conversation_share
 
 pytestmark = pytest.mark.django_db
 

@@ -232,7 +232,7 @@ async def test_text_is_saved_about_once_a_second_not_per_delta(alice_ws, emulato
     await emulator.anext(reply="y" * 600, chunk_chars=4, interval_ms=15)  # 150 deltas, ~2.3 s
     frames = await send_and_finish(alice_ws)
     deltas = [f for f in frames if f["type"] == "delta"]
-    assert len(deltas) == 150
+    assert "".join(d["text"] for d in deltas) == "y" * 600  # 150 upstream deltas
     assert 1 <= len(saves) <= 4
     # What was saved while streaming was a prefix of the answer at that time.
     assert all(frames[-1]["content"].startswith(text) for text in saves)

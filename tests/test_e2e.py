@@ -74,7 +74,7 @@ def test_signup_chat_and_admin_end_to_end(site, emulator_server, tmp_path):
     changelist = staff.client.get("/admin/chat/conversation/")
     assert changelist.status_code == 200
     assert "From a real socket" in changelist.text
-    page = staff.client.get(f"/admin/chat/conversation/{conversation['id']}/change/")
+    page = staff.client.get(f"/admin/chat/conversation/{conversation['id']}/transcript/")
     assert page.status_code == 200
     assert "Streamed" in page.text and "newcomer" in page.text
     staff.close()

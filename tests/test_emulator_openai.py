@@ -1,4 +1,4 @@
-"""The emulator's OpenAI-compatible API (chat/emulator/openai.py), as a real subprocess.
+"""The emulator's OpenAI-compatible API (chat/emulator/openai_api.py), as a real subprocess.
 
 The session emulator runs with --interval-ms 2 --chunk-chars 8. The last tests run
 the official `openai` Python client against it: proof that it speaks the protocol.
@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from chat.emulator.openai import EMULATOR_MODELS
+from chat.emulator.openai_api import EMULATOR_MODELS
 from chat.emulator.replies import default_reply
 from chat.emulator.stream import FAULT_AFTER_EVENTS
 

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from chat.models import Conversation, Message
-from chat.services import manage
+from chat.services import conversation_edits
 
 pytestmark = pytest.mark.django_db
 
@@ -141,7 +141,7 @@ def test_bad_files_are_refused_with_a_clear_error_and_create_nothing(client, own
 
 
 def test_import_too_large_is_refused(client, owner, monkeypatch):
-    monkeypatch.setattr(manage, "IMPORT_MAX_BYTES", 100)
+    monkeypatch.setattr(conversation_edits, "IMPORT_MAX_BYTES", 100)
     client.force_login(owner)
     response = upload(client, variant(title="x" * 150))
     assert response.status_code == 400 and "too large" in response.json()["error"]

@@ -1,4 +1,4 @@
-"""chat/services/gptalk.py against the real emulator over loopback (and a real proxy).
+"""chat/upstream/gptalk.py against the real emulator over loopback (and a real proxy).
 
 Every test that sends traffic runs with both transports (GPTALK_TRANSPORT).
 """
@@ -19,15 +19,15 @@ import pytest
 
 from chat.emulator.replies import default_reply
 from chat.emulator.stream import rewritten
-from chat.services.errors import (
+from chat.upstream.errors import (
     AuthError,
-    GPTalkError,
     ProtocolError,
     QuotaExceeded,
     StreamIncomplete,
+    UpstreamError,
     UpstreamUnavailable,
 )
-from chat.services.gptalk import ContentReset, GPTalk, aclose_clients, format_prompt
+from chat.upstream.gptalk import ContentReset, GPTalk, aclose_clients, format_prompt
 from tests.fixtures.emulator import EmulatorHandle, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +66,8 @@ def apply(deltas: list[str]) -> str:
     return text
 
 
-async def failure(**kwargs) -> GPTalkError:
-    with pytest.raises(GPTalkError) as info:
+async def failure(**kwargs) -> UpstreamError:
+    with pytest.raises(UpstreamError) as info:
         await collect(**kwargs)
     return info.value
 
@@ -337,7 +337,7 @@ async def test_a_dead_proxy_fails_every_step(emulator, transport, settings):
 
 EXAMPLE_1 = """
 import asyncio
-from chat.services.gptalk import GPTalk
+from chat.upstream.gptalk import GPTalk
 
 async def main():
     messages = [
@@ -351,7 +351,7 @@ asyncio.run(main())
 """
 
 EXAMPLE_2 = """
-from chat.services.gptalk import GPTalk
+from chat.upstream.gptalk import GPTalk
 
 async def main():
     messages = [{"role": "user", "content": "Напиши короткий стих про осень."}]

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.services import gptalk_stream
-from chat.services.errors import GPTalkError, ProtocolError
-from chat.services.gptalk_stream import ContentReset, DeltaStream, content_delta, parse_line
+from chat.upstream import gptalk_stream
+from chat.upstream.errors import ProtocolError, UpstreamError
+from chat.upstream.gptalk_stream import (
+    ContentReset,
+    DeltaStream,
+    content_delta,
+    parse_line,
+)
+from chat.upstream.openai import CompletionParser
 
 # Text that model output really contains, including the separators that
 # str.splitlines / httpx's aiter_lines would wrongly split at.
@@ -107,7 +113,7 @@ def test_parse_line_reads_content_and_ignores_other_lines():
 def test_malformed_data_lines_raise_protocol_error(line):
     with pytest.raises(ProtocolError) as info:
         parse_line(line)
-    assert isinstance(info.value, GPTalkError)
+    assert isinstance(info.value, UpstreamError)
     assert info.value.message == str(info.value)
 
 
@@ -159,9 +165,19 @@ def test_utf8_character_split_across_chunks():
 def test_a_line_over_the_limit_raises(monkeypatch):
     monkeypatch.setattr(gptalk_stream, "MAX_LINE_BYTES", 64)
     stream = DeltaStream()
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError) as info:
         for _ in range(10):
             stream.feed(b"data: " + b"x" * 10)
+    assert info.value.message == "The GPTalk service sent a stream line that is far too long."
+
+
+def test_the_openai_parser_words_the_line_limit_for_its_upstream(monkeypatch):
+    monkeypatch.setattr(gptalk_stream, "MAX_LINE_BYTES", 64)
+    parser = CompletionParser("The provider “Ollama”")
+    with pytest.raises(ProtocolError) as info:
+        for _ in range(10):
+            parser.feed(b"data: " + b"x" * 10)
+    assert info.value.message == "The provider “Ollama” sent a stream line that is far too long."
 
 
 # --- properties -----------------------------------------------------------------

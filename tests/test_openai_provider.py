@@ -1,4 +1,4 @@
-"""chat/providers/openai.py: against the real emulator over loopback (both transports),
+"""chat/providers/openai.py and chat/upstream/openai.py: against the real emulator over loopback (both transports),
 and httpx.MockTransport only for answers the emulator cannot give."""
 
 from __future__ import annotations
@@ -10,18 +10,19 @@ import httpx
 import pytest
 
 from chat.emulator.replies import default_reply
-from chat.providers.base import (
+from chat.providers.openai import OpenAIProvider
+from chat.upstream.errors import (
     AuthError,
     ModelNotFound,
     ProtocolError,
-    ProviderError,
     QuotaExceeded,
     StreamIncomplete,
+    UpstreamError,
     UpstreamUnavailable,
 )
-from chat.providers.openai import OpenAIProvider
-from chat.services.gptalk_http import aclose_clients
+from chat.upstream.http import aclose_clients
 from tests.fixtures.emulator import free_port
+
 # The shared cases and fixtures of both upstream clients' integration tests.
 from tests.test_gptalk_integration import (  # noqa: F401 - fixtures by name
     HANG,
@@ -49,7 +50,7 @@ async def _drain(stream) -> list[str]:
     return [delta async for delta in stream]
 
 
-async def failure(provider: OpenAIProvider, **kwargs) -> tuple[ProviderError, list[str]]:
+async def failure(provider: OpenAIProvider, **kwargs) -> tuple[UpstreamError, list[str]]:
     """The error of an answer, and the deltas received before it."""
     received: list[str] = []
 
@@ -59,7 +60,7 @@ async def failure(provider: OpenAIProvider, **kwargs) -> tuple[ProviderError, li
         ):
             received.append(delta)
 
-    with pytest.raises(ProviderError) as info:
+    with pytest.raises(UpstreamError) as info:
         await asyncio.wait_for(run(), HANG)
     return info.value, received
 
@@ -238,6 +239,7 @@ async def test_request_body_and_headers():
         "model": "m1",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 
@@ -322,7 +324,7 @@ async def test_http_answers_map_to_typed_errors(response, kind, in_message):
     ],
 )
 async def test_model_list_errors(response, kind):
-    with pytest.raises(ProviderError) as info:
+    with pytest.raises(UpstreamError) as info:
         await mocked(lambda r: response).list_models()
     assert type(info.value) is kind
 

@@ -17,9 +17,9 @@ from django.urls import reverse
 from chat.emulator.replies import default_reply
 from chat.models import Message, Provider
 from chat.providers import registry
-from chat.providers.base import AuthError, ProviderError, StreamIncomplete, UpstreamUnavailable
 from chat.providers.gptalk import GPTalkProvider
 from chat.providers.openai import OpenAIProvider
+from chat.upstream.errors import AuthError, StreamIncomplete, UpstreamError, UpstreamUnavailable
 from tests.fixtures.emulator import free_port
 from tests.ws import connect, is_done, receive_until
 
@@ -45,7 +45,7 @@ async def _close_process_state():
     """Each test has its own event loop: end its answers and HTTP clients with it."""
     yield
     from chat.generation import get_manager
-    from chat.services.gptalk_http import aclose_clients
+    from chat.upstream.http import aclose_clients
 
     await get_manager().shutdown()
     await aclose_clients()
@@ -126,11 +126,11 @@ async def test_provider_rows_are_read_once_per_ttl_and_a_save_is_seen_at_once(em
     assert "vLLM" not in names(await registry.providers_enabled())
 
 
-async def test_env_variables_add_an_openai_provider(emulator, settings, monkeypatch):
-    del settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, settings.OPENAI_MODEL
-    monkeypatch.setenv("OPENAI_BASE_URL", emulator.url + "/v1")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
-    monkeypatch.setenv("OPENAI_MODEL", "gpt-4o-mini")
+async def test_env_variables_add_an_openai_provider(emulator, settings):
+    # settings.py reads OPENAI_* from the environment (tests/test_settings.py checks that).
+    settings.OPENAI_BASE_URL = emulator.url + "/v1"
+    settings.OPENAI_API_KEY = "sk-env"
+    settings.OPENAI_MODEL = "gpt-4o-mini"
     providers = await registry.providers_enabled()
     assert names(providers) == ["GPTalk", "OpenAI"]
     env = providers[1]
@@ -260,7 +260,7 @@ async def test_when_all_fail_the_first_error_names_every_failure(emulator):
     await dead_row("Dead")
     await emulator.anext(fault="login_500")
     stream = registry.answer_stream(model="Dead/gpt-4o-mini", messages=MESSAGES)
-    with pytest.raises(ProviderError) as info:
+    with pytest.raises(UpstreamError) as info:
         await _drain(stream)
     assert type(info.value) is UpstreamUnavailable
     assert info.value.message.startswith("No provider could answer. Dead: Could not reach")

@@ -18,8 +18,8 @@ import pytest
 from django.test import AsyncClient
 
 from chat.models import Conversation, Message
-from chat.services import gptalk as gptalk_module
-from chat.services.gptalk import GPTalk
+from chat.upstream import gptalk as gptalk_module
+from chat.upstream.gptalk import GPTalk
 from tests.ws import connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
@@ -242,7 +242,7 @@ async def test_upstream_tokens_reach_no_browser_no_log_no_page(
     for path in ("/admin/", "/admin/chat/conversation/", "/admin/chat/message/"):
         pages[path] = await admin.get(path)
     async for conversation in Conversation.objects.all():
-        path = f"/admin/chat/conversation/{conversation.pk}/change/"
+        path = f"/admin/chat/conversation/{conversation.pk}/transcript/"
         pages[path] = await admin.get(path)
     async for message in Message.objects.all():
         path = f"/admin/chat/message/{message.pk}/change/"

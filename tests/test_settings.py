@@ -89,3 +89,26 @@ def test_a_file_sqlite_database_runs_in_wal_mode(tmp_path):
     assert result.returncode == 0, result.stderr
     # synchronous=NORMAL; the one worker thread keeps its connection
     assert result.stdout.split() == ["wal", "1", "600"]
+
+
+def test_upstream_settings_come_from_the_environment():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.GPTALK_URL, s.GPTALK_EMULATOR_URL, s.GPTALK_TRANSPORT,"
+        " s.OPENAI_BASE_URL, s.OPENAI_API_KEY, s.OPENAI_MODEL)"
+    )
+    env = {
+        "GPTALK_URL": "http://upstream.example:1/", "GPTALK_TRANSPORT": "httpx",
+        "OPENAI_BASE_URL": "http://127.0.0.1:11434/v1", "OPENAI_API_KEY": "sk-env",
+        "OPENAI_MODEL": "llama3.2",
+    }  # fmt: skip
+    result = manage("shell", "--no-imports", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "http://upstream.example:1", "http://127.0.0.1:8765", "httpx",
+        "http://127.0.0.1:11434/v1", "sk-env", "llama3.2",
+    ]  # fmt: skip
+    # Unset (or blank): the built-in emulator, the aiohttp transport, no "OpenAI" provider.
+    result = manage("shell", "--no-imports", "-c", code, env={"GPTALK_URL": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["http://127.0.0.1:8765", "http://127.0.0.1:8765", "aiohttp"]

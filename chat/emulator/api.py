@@ -1,4 +1,4 @@
-"""The three GPTalk endpoints, as gptalk-protocol.md describes them.
+"""The three GPTalk endpoints, as docs/gptalk-protocol.md describes them.
 
 Error bodies are JSON `{"code": ..., "message": ...}`. Tokens are never logged.
 """
@@ -59,7 +59,7 @@ class GPTalkAPI:
         if auth is not AuthResult.OK:
             self.state.counts["rejected"] += 1
             if auth is AuthResult.USED_UP:
-                # The real service answered 2xx without `data` here (gptalk-protocol.md).
+                # The real service answered 2xx without `data` here (docs/gptalk-protocol.md).
                 return error(429, "free quota used up", status=200)
             return error(401, "missing, unknown or expired token")
         prompt = await prompt_of(request)

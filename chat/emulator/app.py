@@ -9,7 +9,7 @@ from starlette.routing import Route
 from .api import GPTalkAPI
 from .config import EmulatorConfig
 from .control import ControlAPI
-from .openai import OpenAIAPI
+from .openai_api import OpenAIAPI
 from .state import EmulatorState
 
 

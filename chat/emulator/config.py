@@ -8,12 +8,12 @@ from dataclasses import dataclass
 LOGIN_FAULTS = frozenset({"login_500", "login_no_data"})
 TEXT_FAULTS = frozenset({"text_500", "text_429", "text_no_data"})
 STREAM_FAULTS = frozenset({"stream_cut", "stream_malformed", "stream_stall", "stream_rewrite"})
-# Only the OpenAI-compatible API (openai.py) answers these with an error; a GPTalk
+# Only the OpenAI-compatible API (openai_api.py) answers these with an error; a GPTalk
 # text request that takes one streams a reply that is cut off, as stream_cut does.
 OPENAI_FAULTS = frozenset({"openai_401", "openai_404"})
 FAULTS = LOGIN_FAULTS | TEXT_FAULTS | STREAM_FAULTS | OPENAI_FAULTS
 
-# gptalk.net allowed 5 replies per free login (docs: gptalk-protocol.md, "Token lifecycle").
+# gptalk.net allowed 5 replies per free login (docs/gptalk-protocol.md, "The login token").
 TEXT_QUOTA = 5
 
 

@@ -52,7 +52,7 @@ Send the same text again and you will get exactly this reply — character for c
 def last_user_line(prompt: str) -> str:
     """The text of the last "User: " line, or the last non-blank line of the prompt.
 
-    Prompts come from format_prompt (gptalk-protocol.md): a single message is sent
+    Prompts come from format_prompt (docs/gptalk-protocol.md): a single message is sent
     as its bare content, several as "<Role>: <content>" lines.
     """
     lines = [line.strip() for line in prompt.splitlines() if line.strip()]

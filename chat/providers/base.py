@@ -1,65 +1,30 @@
-"""The one interface every upstream implements, and the errors they raise (issue 8).
+"""The one interface every upstream implements, and the errors they raise.
 
 A provider is an object built by chat.providers.registry from a Provider row or
-from the environment. The answer code only ever calls:
+from the settings. The answer code only ever calls:
 
     provider.create_async_generator(model=..., messages=[{"role", "content"}, ...])
         an async iterator of str deltas; a ContentReset delta replaces all the
-        text so far (only GPTalk sends them); errors are ProviderError subclasses
+        text so far (only GPTalk sends them); errors are UpstreamError subclasses
     await provider.list_models()   the model names it offers (may raise)
     await provider.check()         the model names, proving that it answers (raises if not)
     provider.name, .kind, .default_model ("" = the first it lists), .working
 
-Errors are the typed errors of chat/services/errors.py, whatever the upstream:
-
-    ProviderError (= GPTalkError, so existing `except GPTalkError` keeps working)
-    ├── AuthError            the key or login was refused (401/403)
-    ├── QuotaExceeded        429, or the free allowance is used up
-    ├── UpstreamUnavailable  5xx, connect errors, timeouts, cut connections
-    │   └── StreamIncomplete the answer ended before its end marker
-    └── ProtocolError        an answer this site does not understand
-        └── ModelNotFound    the upstream has no such model (404)
+Providers sit on the upstream clients of chat/upstream/ and raise their typed
+errors (chat/upstream/errors.py), whatever the upstream: UpstreamError and its
+subclasses AuthError, QuotaExceeded, UpstreamUnavailable (StreamIncomplete),
+ProtocolError (ModelNotFound).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from chat.services.errors import (
-    AuthError,
-    GPTalkError,
-    ProtocolError,
-    QuotaExceeded,
-    StreamIncomplete,
-    UpstreamUnavailable,
-)
-from chat.services.gptalk_stream import ContentReset
+from chat.upstream.http import Messages
 
-__all__ = [
-    "AuthError",
-    "ChatProvider",
-    "ContentReset",
-    "Messages",
-    "ModelNotFound",
-    "ProtocolError",
-    "ProviderError",
-    "QuotaExceeded",
-    "StreamIncomplete",
-    "UpstreamUnavailable",
-]
-
-Messages = Sequence[Mapping[str, str]]
-
-# The errors were named after the first upstream; they are every provider's errors.
-ProviderError = GPTalkError
-
-
-class ModelNotFound(ProtocolError):
-    """The upstream says it has no such model (an OpenAI-compatible 404)."""
-
-    default_message = "The provider has no such model."
+__all__ = ["ChatProvider", "Messages"]
 
 
 class ChatProvider(ABC):
@@ -67,7 +32,7 @@ class ChatProvider(ABC):
 
     Built for each answer (and each model listing) by the registry; cheap, and
     holding no connection: HTTP connections come from the shared pools of
-    chat/services/gptalk_http.py. Subclasses set `kind`.
+    chat/upstream/http.py. Subclasses set `kind`.
     """
 
     kind: ClassVar[str]
@@ -94,19 +59,19 @@ class ChatProvider(ABC):
 
         Called once per answer. `model` None or "" means `default_model`. Closing
         the iterator early (aclose, a cancelled task) closes the HTTP stream.
-        Raises ProviderError subclasses only.
+        Raises UpstreamError subclasses only.
         """
 
     @abstractmethod
     async def list_models(self, *, timeout: float | None = None) -> list[str]:
-        """The model names the upstream offers, in its order; raises ProviderError.
+        """The model names the upstream offers, in its order; raises UpstreamError.
 
         `timeout` (seconds) bounds connecting and each read, for listings that
         must not hold up a page.
         """
 
     async def check(self, *, timeout: float | None = None) -> list[str]:
-        """Prove the upstream answers, and return its models; raises ProviderError.
+        """Prove the upstream answers, and return its models; raises UpstreamError.
 
         Called by the admin's "Check" action. The default lists the models.
         """

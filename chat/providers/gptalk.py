@@ -1,4 +1,4 @@
-"""The GPTalk API as a ChatProvider: a thin adapter around chat.services.gptalk.GPTalk."""
+"""The GPTalk API as a ChatProvider: a thin adapter around chat.upstream.gptalk.GPTalk."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from chat.services.gptalk import DEFAULT_MODEL, GPTalk
-from chat.services.gptalk_http import client_create, config_load
+from chat.upstream.gptalk import DEFAULT_MODEL, GPTalk
+from chat.upstream.http import client_create, config_load
 
 from .base import ChatProvider, Messages
 
@@ -18,7 +18,7 @@ class GPTalkProvider(ChatProvider):
     """GPTalk (or any server speaking its protocol, like the built-in emulator).
 
     `base_url` "" means the GPTALK_URL setting. The login state of GPTalk is one
-    per process (chat/services/gptalk.py), so every GPTalk provider shares it:
+    per process (chat/upstream/gptalk.py), so every GPTalk provider shares it:
     two GPTalk providers at different URLs would keep logging each other out.
     """
 

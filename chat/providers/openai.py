@@ -1,128 +1,21 @@
-"""OpenAI-compatible chat completions (Ollama, vLLM, llama.cpp's server, LM Studio, OpenAI).
+"""An OpenAI-compatible server as a ChatProvider: a thin adapter around chat.upstream.openai.
 
-    POST {base_url}/chat/completions  {"model", "messages", "stream": true}
-        → server-sent events `data: {json}` with `choices[0].delta.content`,
-          ending with `data: [DONE]`
-    GET  {base_url}/models            → {"data": [{"id": ...}, ...]}
-
-`base_url` is what the OpenAI SDK calls OPENAI_BASE_URL: it ends in /v1
-(`http://127.0.0.1:11434/v1` for Ollama). Connections, proxy, transport and
-timeouts are those of the GPTalk module (chat/services/gptalk_http.py: the
-GPTALK_PROXY, GPTALK_TRANSPORT and GPTALK_*_TIMEOUT settings, the shared pools);
-the byte stream is split into lines by gptalk_stream.DeltaStream, at b"\\n" only.
+Ollama, vLLM, llama.cpp's server, LM Studio, OpenAI itself: the client
+(chat/upstream/openai.py) speaks the protocol; this names the server, gives it
+a default model and a cache key.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import httpx
 
-from chat.services.gptalk_http import (
-    TRANSPORT_ERRORS,
-    Config,
-    client_create,
-    client_get,
-    config_load,
-    upstream_error,
-)
-from chat.services.gptalk_stream import DeltaStream
+from chat.upstream.openai import OpenAIClient
 
-from .base import (
-    AuthError,
-    ChatProvider,
-    Messages,
-    ModelNotFound,
-    ProtocolError,
-    ProviderError,
-    QuotaExceeded,
-    StreamIncomplete,
-    UpstreamUnavailable,
-)
-
-# How much of an upstream's own error text goes into a message a person reads.
-DETAIL_CHARS = 300
-
-
-class ChunkStream(DeltaStream):
-    """The body of a streamed chat completion, fed chunk by chunk, as deltas.
-
-    DeltaStream does the byte work (lines split at b"\\n", a line cut across
-    chunks, the length bound); this reads OpenAI's events from the lines. Blank
-    lines, `:` comments and `event:`/`id:` fields are skipped; `data:` works with
-    or without the space. `done` is set by `data: [DONE]`; `finished` by a chunk
-    with a `finish_reason`, which some servers send without the [DONE].
-
-    A bad event sets `error` (and `done`) instead of raising, so that the deltas
-    before it in the same chunk are still returned: the caller yields them, then
-    raises `error`.
-    """
-
-    __slots__ = ("error", "finished", "label")
-
-    def __init__(self, label: str) -> None:
-        super().__init__()
-        self.label = label
-        self.finished = False
-        self.error: ProviderError | None = None
-
-    @property
-    def complete(self) -> bool:
-        return self.done or self.finished
-
-    def _keep(self, piece: bytes) -> None:
-        try:
-            super()._keep(piece)
-        except ProtocolError:
-            raise ProtocolError(f"{self.label} sent a stream line that is far too long.") from None
-
-    def _lines(self, lines: list[bytes]) -> list[str]:
-        deltas: list[str] = []
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].removeprefix(b" ")
-            if payload == b"[DONE]":
-                self.done = True
-                break
-            try:
-                text = self._event_text(payload)
-            except ProviderError as exc:
-                self.error, self.done = exc, True
-                break
-            if text:
-                self.content += text
-                deltas.append(text)
-        return deltas
-
-    def _event_text(self, payload: bytes) -> str | None:
-        try:
-            event = json.loads(payload.decode("utf-8"))
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise ProtocolError(f"{self.label} sent a stream event that is not valid JSON.") from exc
-        if not isinstance(event, dict):
-            raise ProtocolError(f"{self.label} sent a stream event that is not a JSON object.")
-        if event.get("error") is not None:
-            raise error_from_event(event["error"], self.label)
-        choices = event.get("choices")
-        if not choices:  # a usage-only chunk
-            return None
-        choice = choices[0] if isinstance(choices, list) else None
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if not isinstance(delta, dict):
-            raise ProtocolError(f"{self.label} sent a stream event without a `delta`.")
-        if choice.get("finish_reason"):
-            self.finished = True
-        content = delta.get("content")
-        if content is not None and not isinstance(content, str):
-            raise ProtocolError(f"{self.label} sent a stream event whose text is not a string.")
-        return content
+from .base import ChatProvider, Messages
 
 
 class OpenAIProvider(ChatProvider):
@@ -130,7 +23,7 @@ class OpenAIProvider(ChatProvider):
 
     `api_key` is sent as `Authorization: Bearer <key>` when set (Ollama and
     llama.cpp need none). `proxy`, `transport`, `connect_timeout` and
-    `read_timeout` default to the GPTalk module's settings. `client` is an
+    `read_timeout` default to the shared upstream settings. `client` is an
     httpx.AsyncClient the caller owns (tests); by default answers use the shared
     pool and model listings a client of their own.
     """
@@ -153,210 +46,46 @@ class OpenAIProvider(ChatProvider):
         if not base_url.strip():
             raise ValueError(f"The OpenAI-compatible provider {name!r} needs a base URL.")
         super().__init__(name=name, default_model=default_model)
-        self.base_url = base_url.strip().rstrip("/")
-        self.api_key = api_key.strip()
-        self.proxy = proxy
-        self.transport = transport
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.client = client
-        self.label = f"the provider “{name}”"
+        self.upstream = OpenAIClient(
+            label=f"the provider “{name}”",
+            base_url=base_url,
+            api_key=api_key,
+            proxy=proxy,
+            transport=transport,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            client=client,
+        )
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIProvider(name={self.name!r}, base_url={self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self.upstream.base_url
+
+    @property
+    def api_key(self) -> str:
+        return self.upstream.api_key
 
     @property
     def cache_key(self) -> tuple[Any, ...]:
         key_digest = hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
         return (*super().cache_key, self.base_url, key_digest)
 
-    # --- the interface -------------------------------------------------------------
-
-    async def create_async_generator(
+    def create_async_generator(
         self, *, model: str | None, messages: Messages, **kwargs: Any
     ) -> AsyncIterator[str]:
         """Stream the answer (see ChatProvider). Keyword arguments: `read_timeout`,
-        `connect_timeout` (seconds) for this call; others are ignored."""
-        if not messages:
-            raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
-        config = self._config(kwargs.get("read_timeout"), kwargs.get("connect_timeout"))
-        model = model or self.default_model or await self._first_model()
-        body = {
-            "model": model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-            "stream": True,
-        }
-        client = self.client or client_get(proxy=config.proxy, transport=config.transport)
-        chunks = ChunkStream(self.capitalized_label)
-        receiving = False
-        try:
-            async with client.stream(
-                "POST",
-                config.base_url + "/chat/completions",
-                content=json.dumps(body).encode("ascii"),
-                headers=self._headers(accept="text/event-stream"),
-                timeout=config.timeout,
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise self.status_error(response, model=model)
-                receiving = True
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    # A server that ignored "stream": the whole answer at once.
-                    await response.aread()
-                    yield self._whole_answer(response)
-                    return
-                async with contextlib.aclosing(response.aiter_bytes()) as parts:
-                    async for part in parts:
-                        for delta in chunks.feed(part):
-                            yield delta
-                        if chunks.done:
-                            break
-                for delta in chunks.finish():
-                    yield delta
-                if chunks.error is not None:
-                    raise chunks.error
-        except TRANSPORT_ERRORS as exc:
-            raise self._relabel(upstream_error(exc, config, receiving=receiving)) from exc
-        if not chunks.complete:
-            raise StreamIncomplete(f"The answer of {self.label} was cut off before it was complete.")
+        `connect_timeout` (seconds) for this call, `usage` (a dict that receives
+        the server's token count); others are ignored."""
+        return self.upstream.completion_stream(
+            model=model or self.default_model,
+            messages=messages,
+            read_timeout=kwargs.get("read_timeout"),
+            connect_timeout=kwargs.get("connect_timeout"),
+            usage=kwargs.get("usage"),
+        )
 
     async def list_models(self, *, timeout: float | None = None) -> list[str]:
-        config = self._config(timeout, timeout)
-        try:
-            if self.client is not None:
-                response = await self._get_models(self.client, config)
-            else:
-                async with client_create(proxy=config.proxy, transport=config.transport) as client:
-                    response = await self._get_models(client, config)
-        except TRANSPORT_ERRORS as exc:
-            raise self._relabel(upstream_error(exc, config, receiving=False)) from exc
-        if not response.is_success:
-            raise self.status_error(response, model=None)
-        try:
-            data = json.loads(response.content).get("data")
-            names = [entry["id"] for entry in data]
-        except (ValueError, AttributeError, TypeError, KeyError) as exc:
-            raise ProtocolError(
-                f"{self.capitalized_label}'s model list is not the OpenAI `{{\"data\": [{{\"id\"}}]}}`."
-            ) from exc
-        if not all(isinstance(name, str) and name for name in names):
-            raise ProtocolError(f"{self.capitalized_label} listed a model without a name.")
-        return names
-
-    # --- HTTP answers as typed errors ---------------------------------------------
-
-    def status_error(self, response: httpx.Response, *, model: str | None) -> ProviderError:
-        """The typed error of a non-2xx answer (the body has been read)."""
-        status = response.status_code
-        who = self.capitalized_label
-        if status in (401, 403):
-            # The upstream's own words may quote the key: never pass them on.
-            return AuthError(f"{who} refused the API key (HTTP {status}).", status_code=status)
-        if status == 429:
-            return QuotaExceeded(
-                f"{who} says too many requests were made, or the quota is used up. Try again later.",
-                status_code=status,
-            )
-        if status >= 500:
-            return UpstreamUnavailable(f"{who} failed (HTTP {status}). Try again later.", status_code=status)
-        detail = error_detail(response)
-        if status == 404 and model is not None and "model" in detail.lower():
-            return ModelNotFound(f"{who} has no model “{model}”.", status_code=status)
-        if status == 404:
-            return ProtocolError(
-                f"{who} has nothing at {response.request.url.path} (HTTP 404): "
-                "its base URL should end in /v1.",
-                status_code=status,
-            )
-        suffix = f": {detail}" if detail else "."
-        return ProtocolError(f"{who} refused the request (HTTP {status}){suffix}", status_code=status)
-
-    # --- helpers -------------------------------------------------------------------
-
-    @property
-    def capitalized_label(self) -> str:
-        return self.label[0].upper() + self.label[1:]
-
-    def _config(self, read_timeout: float | None = None, connect_timeout: float | None = None) -> Config:
-        return config_load(
-            base_url=self.base_url,
-            proxy=self.proxy,
-            transport=self.transport,
-            read_timeout=read_timeout or self.read_timeout,
-            connect_timeout=connect_timeout or self.connect_timeout,
-        )
-
-    def _headers(self, *, accept: str) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": accept}
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        return headers
-
-    async def _get_models(self, client: httpx.AsyncClient, config: Config) -> httpx.Response:
-        return await client.get(
-            config.base_url + "/models",
-            headers=self._headers(accept="application/json"),
-            timeout=config.timeout,
-        )
-
-    async def _first_model(self) -> str:
-        names = await self.list_models()
-        if not names:
-            raise ModelNotFound(f"{self.capitalized_label} offers no model.")
-        return names[0]
-
-    def _whole_answer(self, response: httpx.Response) -> str:
-        try:
-            content = json.loads(response.content)["choices"][0]["message"]["content"]
-        except (ValueError, LookupError, TypeError) as exc:
-            raise ProtocolError(
-                f"{self.capitalized_label} sent an answer this site does not understand."
-            ) from exc
-        if not isinstance(content, str):
-            raise ProtocolError(f"{self.capitalized_label} sent an answer without text.")
-        return content
-
-    def _relabel(self, error: ProviderError) -> ProviderError:
-        """The same error, its message naming this provider instead of GPTalk.
-
-        upstream_error() (shared with the GPTalk module) words its messages for GPTalk.
-        """
-        message = error.message
-        for old, new in (
-            ("The GPTalk service", self.capitalized_label),
-            ("the GPTalk service", self.label),
-            ("The GPTalk answer", f"The answer of {self.label}"),
-            ("The GPTalk URL", f"The URL of {self.label}"),
-            ("GPTalk requests", f"requests to {self.label}"),
-        ):
-            message = message.replace(old, new)
-        return type(error)(message, status_code=error.status_code)
-
-
-def error_detail(response: httpx.Response) -> str:
-    """The upstream's own short explanation of an error, if it gave one in JSON."""
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return ""
-    error = body.get("error", body) if isinstance(body, dict) else None
-    if isinstance(error, str):  # Ollama: {"error": "model 'x' not found"}
-        text = error
-    elif isinstance(error, dict):  # OpenAI: {"error": {"message"}}; vLLM: {"message"}
-        text = error.get("message") or error.get("detail") or ""
-    else:
-        text = ""
-    text = " ".join(str(text).split())
-    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
-
-
-def error_from_event(error: Any, label: str) -> ProviderError:
-    """The typed error of an `{"error": ...}` event sent in the middle of a stream."""
-    detail = error.get("message") if isinstance(error, dict) else error
-    detail = " ".join(str(detail or "").split())[:DETAIL_CHARS]
-    code = error.get("code") if isinstance(error, dict) else None
-    suffix = f": {detail}" if detail else "."
-    if code in (429, "429", "rate_limit_exceeded", "insufficient_quota"):
-        return QuotaExceeded(f"{label} stopped the answer{suffix}")
-    return UpstreamUnavailable(f"{label} stopped the answer with an error{suffix}")
+        return await self.upstream.list_models(timeout=timeout)

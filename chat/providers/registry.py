@@ -1,4 +1,4 @@
-"""Which providers answer, which models they offer, and the answer with fallback (issue 8).
+"""Which providers answer, which models they offer, and the answer with fallback.
 
 Providers, in the order they are tried:
 
@@ -31,13 +31,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from django.db.models.signals import post_delete, post_save
+from django.conf import settings
 
 from chat.models import Message
 from chat.models import Provider as ProviderRow
-from chat.services.gptalk_http import setting
+from chat.upstream.errors import ModelNotFound, UpstreamError, UpstreamUnavailable
+from chat.upstream.gptalk_stream import ContentReset
 
-from .base import ChatProvider, ContentReset, Messages, ModelNotFound, ProviderError, UpstreamUnavailable
+from .base import ChatProvider, Messages
 from .gptalk import GPTalkProvider
 from .openai import OpenAIProvider
 
@@ -85,15 +86,15 @@ def provider_from_row(row: ProviderRow) -> ChatProvider:
 
 def env_provider() -> OpenAIProvider | None:
     """The "OpenAI" provider of OPENAI_BASE_URL / OPENAI_API_KEY, if either is set."""
-    base_url = (setting("OPENAI_BASE_URL") or "").strip()
-    api_key = (setting("OPENAI_API_KEY") or "").strip()
+    base_url = (settings.OPENAI_BASE_URL or "").strip()
+    api_key = (settings.OPENAI_API_KEY or "").strip()
     if not base_url and not api_key:
         return None
     return OpenAIProvider(
         name=ENV_OPENAI_NAME,
         base_url=base_url or OPENAI_DEFAULT_BASE_URL,
         api_key=api_key,
-        default_model=(setting("OPENAI_MODEL") or "").strip(),
+        default_model=(settings.OPENAI_MODEL or "").strip(),
     )
 
 
@@ -131,13 +132,10 @@ _rows_loading: asyncio.Future | None = None
 
 
 def provider_rows_forget(**_kwargs) -> None:
+    """Drop the cached rows; connected to Provider's post_save and post_delete (chat/apps.py)."""
     global _rows, _rows_version
     _rows = None
     _rows_version += 1
-
-
-post_save.connect(provider_rows_forget, sender=ProviderRow, dispatch_uid="provider-rows-forget-save")
-post_delete.connect(provider_rows_forget, sender=ProviderRow, dispatch_uid="provider-rows-forget-delete")
 
 
 async def _rows_load() -> list[ProviderRow]:
@@ -203,7 +201,7 @@ async def provider_models(provider: ChatProvider) -> list[str]:
     ttl = MODELS_TTL
     try:
         names = await provider.list_models(timeout=LIST_TIMEOUT)
-    except ProviderError as exc:
+    except UpstreamError as exc:
         logger.warning("Provider %r did not list its models: %s", provider.name, exc.message)
         names, ttl = [], FAILED_MODELS_TTL
     default = provider.default_model or (names[0] if names else "")
@@ -264,6 +262,7 @@ class AnswerStream:
         self.messages = messages
         self.provider_name = ""
         self.model = ""
+        self.usage: dict | None = None  # the upstream's token count, if it reported one
         self._deltas = self._answer()
 
     def __aiter__(self) -> AnswerStream:
@@ -277,7 +276,7 @@ class AnswerStream:
 
     async def _answer(self) -> AsyncIterator[str]:
         candidates = await self._candidates()
-        failures: list[tuple[ChatProvider, ProviderError]] = []
+        failures: list[tuple[ChatProvider, UpstreamError]] = []
         for provider, name in candidates:
             started = False
             if not failures:
@@ -286,7 +285,8 @@ class AnswerStream:
                 name = name or await self._default_model(provider)
                 if not failures:
                     self.model = _recordable(model_id(provider.name, name))
-                stream = provider.create_async_generator(model=name, messages=self.messages)
+                reported: dict = {}  # the provider's token count, if it gives one
+                stream = provider.create_async_generator(model=name, messages=self.messages, usage=reported)
                 async with contextlib.aclosing(stream):
                     async for delta in stream:
                         if not started and (delta or isinstance(delta, ContentReset)):
@@ -294,8 +294,9 @@ class AnswerStream:
                             self.provider_name = provider.name
                             self.model = _recordable(model_id(provider.name, name))
                         yield delta
+                self.usage = reported or None
                 return
-            except ProviderError as exc:
+            except UpstreamError as exc:
                 if started:
                     raise
                 failures.append((provider, exc))
@@ -342,7 +343,7 @@ def _recordable(model: str) -> str:
     return model if len(model) <= MAX_MODEL_ID else ""
 
 
-def _all_failed(failures: list[tuple[ChatProvider, ProviderError]]) -> ProviderError:
+def _all_failed(failures: list[tuple[ChatProvider, UpstreamError]]) -> UpstreamError:
     """The error of the first provider tried; its message names every failure."""
     provider, first = failures[0]
     if len(failures) == 1:

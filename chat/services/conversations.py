@@ -9,6 +9,7 @@ from django.utils import timezone
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.db import concurrent_on_postgres
 from chat.services.titles import title_from_exchange, title_from_text
+from chat.services.usage import usage_measure
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ def answer_finish(
     provider: str = "",
     model: str = "",
     retitle: bool = False,
+    prompt_chars: int | None = None,
+    usage: dict | None = None,
 ) -> Conversation | None:
     """The one final write of an answer, whatever way it ended, and with
     `retitle` the conversation's short title after its first complete answer —
@@ -140,8 +143,13 @@ def answer_finish(
     id it answered with, replaces the requested one unless empty. Returns the
     conversation when its title changed. A failed title never undoes the answer
     (it is saved first) and is only logged: a title is cosmetic.
+
+    `prompt_chars` is the size of what was sent upstream and `usage` the
+    upstream's own token count, if it reported one; the answer's usage is
+    recorded from them (estimated where the upstream did not count).
     """
     fields = {"model": model} if model else {}
+    fields.update(usage_measure(prompt_chars=prompt_chars, answer=content, reported=usage).as_fields())
     Message.objects.filter(pk=message_id).update(
         content=content,
         status=status,
@@ -178,9 +186,3 @@ async def message_mark_interrupted(*, message_id: int, stale_before) -> bool:
         updated_at__lt=stale_before,
     ).aupdate(status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now())
     return updated == 1
-
-
-def conversation_touch(*, conversation_id: int) -> None:
-    Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
-
-

@@ -8,8 +8,8 @@ import json
 from django.utils import timezone
 
 from chat.models import Conversation, Message
+from chat.services.conversation_edits import EXPORT_FORMAT, EXPORT_VERSION
 from chat.services.history import branch_messages
-from chat.services.manage import EXPORT_FORMAT, EXPORT_VERSION
 
 
 def _iso(value) -> str | None:

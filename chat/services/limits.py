@@ -49,10 +49,31 @@ def _defaults() -> dict[str, int]:
 
 def user_limits(*, user) -> Limits:
     """The user's limits: their own row, else the most generous of their groups', else defaults."""
-    values = _defaults()
     rows = list(UsageLimit.objects.filter(Q(user=user) | Q(group__user=user)).distinct())
     own = next((row for row in rows if row.user_id == user.pk), None)
-    groups = [row for row in rows if row.group_id is not None]
+    return _resolve(own=own, groups=[row for row in rows if row.group_id is not None])
+
+
+def users_limits(*, user_ids: list[int]) -> dict[int, Limits]:
+    """user_limits of many users in two queries (the admin's usage page)."""
+    from django.contrib.auth import get_user_model
+
+    memberships = list(
+        get_user_model().groups.through.objects.filter(user_id__in=user_ids).values_list("user_id", "group_id")
+    )
+    group_ids = {group_id for _, group_id in memberships}
+    rows = list(UsageLimit.objects.filter(Q(user_id__in=user_ids) | Q(group_id__in=group_ids)))
+    own = {row.user_id: row for row in rows if row.user_id is not None}
+    by_group = {row.group_id: row for row in rows if row.group_id is not None}
+    groups: dict[int, list[UsageLimit]] = {}
+    for user_id, group_id in memberships:
+        if group_id in by_group:
+            groups.setdefault(user_id, []).append(by_group[group_id])
+    return {uid: _resolve(own=own.get(uid), groups=groups.get(uid, [])) for uid in user_ids}
+
+
+def _resolve(*, own: UsageLimit | None, groups: list[UsageLimit]) -> Limits:
+    values = _defaults()
     for name in FIELDS:
         if own is not None and getattr(own, name) is not None:
             values[name] = getattr(own, name)
@@ -74,47 +95,78 @@ class Allowance:
     message_chars: int = 0  # the longest message they may send
 
 
-def user_limits_check(*, user, message_chars: int = 0) -> Allowance:
-    """Raise LimitExceeded if the user may not start another answer now; else
-    return their allowance before this start."""
-    limits = user_limits(user=user)
+@dataclass
+class Usage:
+    """A user's answers as the limits count them: in the last minute, being
+    written now, and characters today."""
+
+    recent: int = 0
+    active: int = 0
+    chars: int = 0
+
+
+def users_usage(*, user_ids: list[int]) -> dict[int, Usage]:
+    """The usage of several users in one query (grouped by owner)."""
+    now = timezone.now()
+    minute_ago = now - timedelta(seconds=60)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        Message.objects.filter(
+            Q(created_at__gte=min(minute_ago, day_start)) | Q(status__in=ACTIVE),
+            conversation__owner_id__in=user_ids,
+            role=Message.Role.ASSISTANT,
+        )
+        .values("conversation__owner_id")
+        .annotate(
+            recent=Count("id", filter=Q(created_at__gte=minute_ago)),
+            active=Count("id", filter=Q(status__in=ACTIVE)),
+            chars=Sum(Length("content"), filter=Q(created_at__gte=day_start)),
+        )
+    )
+    usage = {user_id: Usage() for user_id in user_ids}
+    for row in rows:
+        usage[row["conversation__owner_id"]] = Usage(row["recent"], row["active"], row["chars"] or 0)
+    return usage
+
+
+def allowance_check(*, limits: Limits, usage: Usage, message_chars: int = 0) -> Allowance:
+    """Raise LimitExceeded if a user with these limits and this usage may not
+    start another answer now; else return their allowance before this start."""
     if message_chars > limits.max_message_chars:
         raise LimitExceeded(
             "too_long", f"The message is too long: at most {limits.max_message_chars} characters."
         )
-    now = timezone.now()
-    minute_ago = now - timedelta(seconds=60)
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    usage = Message.objects.filter(
-        Q(created_at__gte=min(minute_ago, day_start)) | Q(status__in=ACTIVE),
-        conversation__owner=user,
-        role=Message.Role.ASSISTANT,
-    ).aggregate(
-        recent=Count("id", filter=Q(created_at__gte=minute_ago)),
-        active=Count("id", filter=Q(status__in=ACTIVE)),
-        chars=Sum(Length("content"), filter=Q(created_at__gte=day_start)),
-    )
-    if usage["active"] >= limits.concurrent_answers:
+    if usage.active >= limits.concurrent_answers:
         raise LimitExceeded(
             "too_many_answers",
-            f"You already have {usage['active']} answer(s) being written "
+            f"You already have {usage.active} answer(s) being written "
             f"(at most {limits.concurrent_answers} at once). Wait for one to finish or stop it.",
         )
-    if usage["recent"] >= limits.messages_per_minute:
+    if usage.recent >= limits.messages_per_minute:
         raise LimitExceeded(
             "rate_limited",
             f"You are sending messages too fast: at most {limits.messages_per_minute} a minute. "
             "Wait a moment and try again.",
         )
-    chars_left = limits.daily_answer_chars - (usage["chars"] or 0)
+    chars_left = limits.daily_answer_chars - usage.chars
     if chars_left <= 0:
         raise LimitExceeded(
             "quota_exceeded",
             f"You have used today's quota of {limits.daily_answer_chars} answer characters. "
             "It renews at midnight UTC.",
         )
-    starts = min(limits.concurrent_answers - usage["active"], limits.messages_per_minute - usage["recent"])
+    starts = min(limits.concurrent_answers - usage.active, limits.messages_per_minute - usage.recent)
     return Allowance(starts=starts, chars=chars_left, message_chars=limits.max_message_chars)
+
+
+def user_limits_check(*, user, message_chars: int = 0) -> Allowance:
+    """Raise LimitExceeded if the user may not start another answer now; else
+    return their allowance before this start."""
+    limits = user_limits(user=user)
+    if message_chars > limits.max_message_chars:  # refused before any count
+        return allowance_check(limits=limits, usage=Usage(), message_chars=message_chars)
+    usage = users_usage(user_ids=[user.pk])[user.pk]
+    return allowance_check(limits=limits, usage=usage, message_chars=message_chars)
 
 
 def user_allowance(*, user) -> Allowance:

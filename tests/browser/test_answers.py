@@ -1,4 +1,4 @@
-"""An answer is never lost (issue 4), in Chromium against real daphne + emulator
+"""An answer is never lost, in Chromium against real daphne + emulator
 processes: it streams visibly, survives a reload, closed tabs, a dropped socket
 and a lost delta, ends readably on every upstream fault, is marked interrupted
 when its process is killed, and can be stopped by the button or by Esc.

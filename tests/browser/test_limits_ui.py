@@ -1,4 +1,4 @@
-"""A limit reached is said plainly in the page, and nothing typed or saved is lost (issue 7)."""
+"""A limit reached is said plainly in the page, and nothing typed or saved is lost."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6, "a chat UI people prefer", in Chromium against real daphne + emulator:
+"""A chat UI people prefer, in Chromium against real daphne + emulator:
 reading answers (Markdown, code, math, copy, a smooth 20 KB stream, untrusted
 output), working with answers (regenerate, edit and resend, branches, system
 prompt, model picker), conversations (new, rename, pin, delete, search, title,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
@@ -26,8 +28,10 @@ class Command(BaseCommand):
     requires_system_checks = ()
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=_int_at_least(0), default=8765)
+        # By default it listens where the site looks for it when GPTALK_URL is unset.
+        emulator = urlsplit(settings.GPTALK_EMULATOR_URL)
+        parser.add_argument("--host", default=emulator.hostname)
+        parser.add_argument("--port", type=_int_at_least(0), default=emulator.port)
         parser.add_argument(
             "--interval-ms", type=_int_at_least(0), default=20, help="pause between stream events (0 = none)"
         )

@@ -1,0 +1,142 @@
+"""The process's link to the channel layer: what other processes send it, and what it sends them.
+
+One channel per process (not per socket), counted group memberships, events
+to other processes sent in batches by one task, and a listener that outlives
+the layer: when Redis goes away, every call is dropped and logged once, the
+listener retries, and once the layer answers again the groups are joined
+anew (a restarted Redis forgot them) and `on_back` is called so that the hub
+asks again for what it follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from channels.exceptions import ChannelFull
+from redis.exceptions import RedisError
+
+from chat import events
+
+logger = logging.getLogger(__name__)
+
+# Seconds between tries of a listener whose layer failed (doubling up to the second).
+RETRY_FIRST, RETRY_MAX = 0.1, 1.0
+
+
+class LayerLink:
+    """Created by the Hub; `start` opens the process's channel."""
+
+    def __init__(self, layer, *, on_event: Callable[[dict], None], on_back: Callable[[], None]) -> None:
+        self.layer = layer
+        self.on_event = on_event  # every event received, in order
+        self.on_back = on_back  # the layer answers again after an outage
+        self.channel: str | None = None
+        self.groups: dict[str, int] = {}  # groups joined → how many needs of this process
+        self.outgoing: dict[str, list[dict]] = {}  # other processes' channels → events
+        self.down = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self.channel = await self.layer.new_channel()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="layer-listen"),
+            asyncio.create_task(self._forward_forever(), name="layer-forward"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.channel = None
+
+    # ---- sending -------------------------------------------------------------------
+
+    async def group_send(self, group: str, event: dict) -> None:
+        await self.call(self.layer.group_send, group, event)
+
+    def send_later(self, channel: str, event: dict) -> None:
+        """Queue an event for another process: it goes with whatever else queued
+        for it meanwhile, in one message, in order."""
+        queue = self.outgoing.get(channel)
+        if queue is None:
+            self.outgoing[channel] = [event]
+            self._wake.set()
+        else:
+            queue.append(event)
+
+    async def _forward_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            outgoing, self.outgoing = self.outgoing, {}
+            for channel, batch in outgoing.items():
+                await self.call(self.layer.send, channel, {"type": events.BATCH, "events": batch})
+
+    async def call(self, method: Callable[..., Awaitable], *args) -> bool:
+        """A layer call that may fail (Redis away): logged once per outage, never raised."""
+        try:
+            await method(*args)
+        except ChannelFull:
+            return False  # the receiver is flooded: it heals by seq and snapshot
+        except (OSError, RedisError, asyncio.TimeoutError) as exc:
+            self._lost(exc)
+            return False
+        return True
+
+    def _lost(self, exc: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            logger.warning("The channel layer failed (%s): other processes miss events until it is back.", exc)
+
+    # ---- groups ----------------------------------------------------------------------
+
+    async def join(self, group: str) -> None:
+        """Receive this group's events (counted: the process joins once)."""
+        count = self.groups.get(group, 0)
+        self.groups[group] = count + 1
+        if count == 0 and self.channel is not None:
+            await self.call(self.layer.group_add, group, self.channel)
+
+    async def leave(self, group: str) -> None:
+        count = self.groups.get(group, 0)
+        if count > 1:
+            self.groups[group] = count - 1
+            return
+        self.groups.pop(group, None)
+        if count == 1 and self.channel is not None:
+            await self.call(self.layer.group_discard, group, self.channel)
+
+    # ---- receiving ---------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        retry = RETRY_FIRST
+        while True:
+            try:
+                event = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a lost layer is retried, whatever raised
+                self._lost(exc)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, RETRY_MAX)
+                await self._rejoin()
+                continue
+            retry = RETRY_FIRST
+            try:
+                self.on_event(event)
+            except Exception:  # noqa: BLE001 - the listener must outlive one bad event
+                logger.exception("a channel-layer event failed: %s", event.get("type"))
+
+    async def _rejoin(self) -> None:
+        """Join every group again: a restarted Redis forgot them."""
+        for group in list(self.groups):
+            if not await self.call(self.layer.group_add, group, self.channel):
+                return
+        if self.down:
+            self.down = False
+            logger.warning("The channel layer is back.")
+            self.on_back()

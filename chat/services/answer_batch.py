@@ -1,0 +1,158 @@
+"""Starting many new chats at once: one trip to the database, a few statements for all.
+
+When a hundred people press Send at the same moment, a hundred `answer_begin`
+calls would queue one after another for the one database thread (SQLite has a
+single writer), each running its seven statements while the event loop holds
+the GIL. New chats need no per-conversation check, so those that arrive while
+a batch is being written wait for the next one: every batch reads the limits,
+the usage and the account defaults of all its users in three queries and
+writes all its conversations and messages in three bulk inserts. A start that
+finds the database idle is written at once, alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass, replace
+
+from django.db import transaction
+
+from chat.models import AccountSettings, Conversation, Message
+from chat.services.answers import Begun
+from chat.services.db import concurrent_on_postgres
+from chat.services.history import upstream_messages
+from chat.services.limits import LimitExceeded, allowance_check, users_limits, users_usage
+from chat.services.titles import title_from_text
+
+
+@dataclass(frozen=True)
+class NewChat:
+    """A `chat.send` that starts a conversation: who, what, and which model ("" the default)."""
+
+    user: object
+    content: str
+    model: str = ""
+
+
+@concurrent_on_postgres
+def answers_begin_new(*, chats: list[NewChat]) -> list[Begun | LimitExceeded]:
+    """Start new conversations, each with its user message and answer
+    placeholder, as `answer_begin` does for one; the result for each chat, in
+    order, is its Begun or the LimitExceeded that refused it (nothing written)."""
+    user_ids = list({chat.user.pk for chat in chats})
+    limits = users_limits(user_ids=user_ids)
+    usage = users_usage(user_ids=user_ids)
+    defaults = {row.user_id: row for row in AccountSettings.objects.filter(user_id__in=user_ids)}
+    results: list[Begun | LimitExceeded | None] = [None] * len(chats)
+    accepted = []
+    for index, chat in enumerate(chats):
+        counted = usage[chat.user.pk]
+        try:
+            allowance = allowance_check(
+                limits=limits[chat.user.pk], usage=counted, message_chars=len(chat.content)
+            )
+        except LimitExceeded as exc:
+            results[index] = exc
+            continue
+        counted.active += 1  # a second chat of the same user in this batch counts the first
+        counted.recent += 1
+        accepted.append((index, chat, allowance))
+    if not accepted:
+        return results
+    with transaction.atomic():
+        conversations = Conversation.objects.bulk_create(
+            [_conversation(chat, defaults.get(chat.user.pk)) for _, chat, _ in accepted]
+        )
+        questions = Message.objects.bulk_create(
+            [
+                Message(
+                    conversation=conversation,
+                    role=Message.Role.USER,
+                    content=chat.content,
+                    status=Message.Status.COMPLETE,
+                )
+                for (_, chat, _), conversation in zip(accepted, conversations)
+            ]
+        )
+        answers = Message.objects.bulk_create(
+            [
+                Message(
+                    conversation=conversation,
+                    parent=question,
+                    role=Message.Role.ASSISTANT,
+                    content="",
+                    status=Message.Status.PENDING,
+                    model=chat.model or conversation.model,
+                )
+                for (_, chat, _), conversation, question in zip(accepted, conversations, questions)
+            ]
+        )
+    for (index, _, allowance), conversation, question, answer in zip(accepted, conversations, questions, answers):
+        results[index] = Begun(
+            conversation=conversation,
+            created=True,
+            user_message=question,
+            assistant=answer,
+            history=upstream_messages(conversation=conversation, chain=[question]),
+            allowance=replace(allowance, starts=allowance.starts - 1),
+        )
+    return results
+
+
+def _conversation(chat: NewChat, defaults: AccountSettings | None) -> Conversation:
+    return Conversation(
+        owner=chat.user,
+        title=title_from_text(chat.content),
+        model=defaults.default_model if defaults else "",
+        system_prompt=defaults.custom_instructions if defaults else "",
+    )
+
+
+class NewChatQueue:
+    """New chats waiting for the batch after the one being written (one queue
+    per event loop: `new_chat_queue()`)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[NewChat, asyncio.Future]] = []
+        self.writing = False
+        self.batches = 0  # trips to the database so far (tests, benchmarks)
+
+    async def begin(self, chat: NewChat) -> Begun:
+        """Start one new chat; raises LimitExceeded as `answer_begin` does."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((chat, future))
+        if not self.writing:
+            self.writing = True
+            asyncio.get_running_loop().create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                self.batches += 1
+                try:
+                    results = await answers_begin_new(chats=[chat for chat, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiting start gets the error
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results):
+                    if future.done():
+                        continue  # its socket closed meanwhile
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.writing = False
+
+
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, NewChatQueue] = weakref.WeakKeyDictionary()
+
+
+def new_chat_queue() -> NewChatQueue:
+    loop = asyncio.get_running_loop()
+    queue = _queues.get(loop)
+    if queue is None:
+        queue = _queues[loop] = NewChatQueue()
+    return queue
