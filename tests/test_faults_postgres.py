@@ -1,13 +1,14 @@
 """PostgreSQL restarted mid-answer under two processes behind nginx: the
 periodic saves and the final save are retried, the answer is saved whole and
-both sockets end with its exact text; no process is restarted."""
+both sockets end with its exact text; no process is restarted, and their
+sweeps work again (with no request coming in to reset a connection)."""
 
 import asyncio
 import time
 
 import pytest
 
-from tests.fixtures.cluster import ending, frames_until_done, is_done, open_sockets, start_chat
+from tests.fixtures.cluster import LEASE, ending, frames_until_done, is_done, open_sockets, start_chat
 
 pytestmark = pytest.mark.multiprocess
 pytest_plugins = ["tests.fixtures.faults"]
@@ -15,6 +16,7 @@ pytest_plugins = ["tests.fixtures.faults"]
 REPLY = "".join(f"[{i:04d}]" for i in range(300))  # 1,800 characters: about 2.3 s at 8 per 10 ms
 DOWN_AT = 1.0  # seconds into the answer
 DOWN_FOR = 3.0  # past the answer's end: its final save meets the outage too
+SWEPT_WITHIN = LEASE + 5  # a sweep runs every half lease
 
 
 def test_postgres_restart_mid_answer(cluster):
@@ -54,3 +56,10 @@ def test_postgres_restart_mid_answer(cluster):
     assert cluster.rows(message_id) == {message_id: ("complete", REPLY)}, "saved whole"
     assert [site.children() for site in cluster.sites] == pids, "no process was restarted"
     assert all(site.process.poll() is None for site in cluster.sites)
+    # An answer left by a dead process is still swept after the restart.
+    stale = cluster.stale_copy(message_id)
+    deadline = time.monotonic() + SWEPT_WITHIN
+    while cluster.rows(stale)[stale][0] == "streaming":
+        assert time.monotonic() < deadline, "no sweep after PostgreSQL came back"
+        time.sleep(0.1)
+    assert cluster.rows(stale)[stale][0] == "interrupted"

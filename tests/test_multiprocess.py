@@ -9,6 +9,7 @@ land on alternate processes (least_conn), which each test checks.
 
 import asyncio
 import time
+from contextlib import ExitStack
 
 import psycopg
 import pytest
@@ -32,19 +33,23 @@ def cluster(postgres_url, redis_url, emulator_server):
         CHAT_GENERATION_LEASE=LEASE,
     )
     manage("migrate", "--noinput", env=env)
-    first, second = SiteProcess(env=env), SiteProcess(env=env)
-    proxy = Nginx(upstreams=[first.port, second.port])
-    emulator_server.reset()
-    person = Browser(proxy)
-    person.signup("roamer", PASSWORD)
-    yield Sites(first, second, proxy), person.cookie_header(), postgres_url
-    person.close()
-    first.stop()
-    second.stop()
-    # Shown by pytest only when the test failed.
-    print("---- process 1 ----\n" + first.output() + "\n---- process 2 ----\n" + second.output()
-          + "\n---- nginx ----\n" + proxy.output())
-    proxy.stop()
+    with ExitStack() as started:  # whatever started is stopped, even if a later step fails
+        first = SiteProcess(env=env)
+        started.callback(first.stop)
+        second = SiteProcess(env=env)
+        started.callback(second.stop)
+        proxy = Nginx(upstreams=[first.port, second.port])
+        started.callback(proxy.stop)
+        # Shown by pytest only when the test failed.
+        started.callback(lambda: print(
+            "---- process 1 ----\n" + first.output() + "\n---- process 2 ----\n" + second.output()
+            + "\n---- nginx ----\n" + proxy.output()
+        ))
+        emulator_server.reset()
+        person = Browser(proxy)
+        started.callback(person.close)
+        person.signup("roamer", PASSWORD)
+        yield Sites(first, second, proxy), person.cookie_header(), postgres_url
 
 
 class Sites:

@@ -23,10 +23,12 @@ def proxied_site(tmp_path, emulator_server):
     env = site_env(database_url=sqlite_url(tmp_path / "proxy.sqlite3"), gptalk_url=emulator_server.url)
     manage("migrate", "--noinput", env=env)
     site = SiteProcess(env=env)
-    proxy = Nginx(upstreams=[site.port])
-    yield site, proxy
-    proxy.stop()
-    site.stop()
+    try:
+        proxy = Nginx(upstreams=[site.port])
+        yield site, proxy
+        proxy.stop()
+    finally:
+        site.stop()
 
 
 def test_pages_through_the_proxy_and_static_files_from_it(proxied_site):

@@ -67,7 +67,11 @@ def one_process(tmp_path, emulator_server):
     site = SiteProcess(env=env)
     emulator_server.reset()
     person = Browser(site)
-    person.signup("racer", PASSWORD)
+    try:
+        person.signup("racer", PASSWORD)
+    except BaseException:
+        site.stop()
+        raise
     cookie = person.cookie_header()
     person.close()
 
