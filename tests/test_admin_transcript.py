@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from chat.models import Conversation, TranscriptView
-from chat.selectors_transcript import TRANSCRIPT_PAGE_SIZE, transcript_entries
+from chat.selectors.transcript import TRANSCRIPT_PAGE_SIZE, transcript_entries
 from tests.admin_data import branched_conversation, make_conversations, message
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import json
 import httpx
 import pytest
 
-from chat.emulator.openai import token_count
+from chat.emulator.openai_api import token_count
 from chat.services.usage import tokens_estimate, usage_measure
 from tests.test_providers import (  # noqa: F401 - fixtures by name
     _close_process_state,

@@ -6,6 +6,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from chat.events import ACTIVE
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.db import concurrent_on_postgres
 from chat.services.titles import title_from_exchange, title_from_text
@@ -68,7 +69,7 @@ def exchange_create(
     # statements for nothing (any error there rolls the whole start back).
     with transaction.atomic(savepoint=False):
         created = conversation is None
-        if created:
+        if conversation is None:
             conversation = conversation_create(user=user, first_text=content)
         user_message = Message.objects.create(
             conversation=conversation,
@@ -112,7 +113,7 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
     with transaction.atomic():
         for message_id, content, delta_count in rows:
             Message.objects.filter(
-                pk=message_id, status__in=(Message.Status.PENDING, Message.Status.STREAMING)
+                pk=message_id, status__in=ACTIVE
             ).update(
                 content=content, delta_count=delta_count, status=Message.Status.STREAMING, updated_at=now
             )
@@ -166,7 +167,7 @@ def answer_finish(
     try:
         with transaction.atomic():
             return conversation_autotitle(conversation_id=conversation_id)
-    except Exception:  # noqa: BLE001 - never fail an answer for its title
+    except Exception:  # never fail an answer for its title
         logger.exception("titling conversation %s failed", conversation_id)
         return None
 
@@ -182,7 +183,7 @@ async def message_mark_interrupted(*, message_id: int, stale_before) -> bool:
     """
     updated = await Message.objects.filter(
         pk=message_id,
-        status__in=(Message.Status.PENDING, Message.Status.STREAMING),
+        status__in=ACTIVE,
         updated_at__lt=stale_before,
     ).aupdate(status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now())
     return updated == 1
