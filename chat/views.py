@@ -14,8 +14,8 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from chat.forms import SignupForm
 from chat.selectors import NotFound, conversation_get, conversation_page, message_list
+from chat.selectors.accounts import account_settings_get
 from chat.serializers import message_data
-from chat.services.accounts import account_settings_get
 
 
 def _ui_strings() -> dict[str, str]:

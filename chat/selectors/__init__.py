@@ -2,9 +2,10 @@
 ownership in the same query.
 
 This module: conversations and messages (the sidebar pages, one conversation, its
-messages, a shared conversation). Themed reads beside it: `search` (a person's
-own conversations by title and text), `transcript` (the admin's transcript pages),
-`usage` (the admin's usage reports).
+messages, a shared conversation). Themed reads beside it: `accounts` (a person's
+defaults for new chats), `search` (a person's own conversations by title and
+text), `transcript` (the admin's transcript pages), `usage` (the admin's usage
+reports).
 """
 
 from __future__ import annotations
