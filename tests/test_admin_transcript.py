@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.templatetags.static import static
 from django.urls import reverse
 
 from chat.models import Conversation, TranscriptView
@@ -65,7 +66,8 @@ def test_transcript_shows_every_message_with_its_facts(client, staff, make_user)
     assert "version 2 of 2 · seen" in body and "version 1 of 2" in body
     assert body.count("tx-off-path") == 5 and body.count("tx-on-path") == 3
     assert [t["content"] for t in texts(body)][:3] == ["First question", "Stopped answ", "Second answer"]
-    assert 'type="module" src="/static/chat/js/admin-transcript.js"' in body
+    # The content-hashed name that {% static %} gives with the manifest storage.
+    assert f'type="module" src="{static("chat/js/admin-transcript.js")}"' in body
 
 
 def test_model_output_reaches_the_page_only_as_json(client, staff, make_user):
