@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` and `make test`.
+# The commands of the README: `make run`, `make test` and `make lint`.
 # Both set everything up on a fresh machine (a virtualenv with requirements.txt).
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ PORT ?= 8000
 # daphne processes sharing the port (more than 1 needs REDIS_URL).
 PROCESSES ?= 1
 
-.PHONY: run test venv migrate static clean browser nginx
+.PHONY: run test lint venv migrate static clean browser nginx
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ nginx:
 
 test: venv browser nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint rules in ruff.toml, type checks in mypy.ini, and the project's own layout
+# checks (settings read only in settings.py, no source file past 450 lines).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) tools/check_layout.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

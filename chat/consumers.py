@@ -6,7 +6,6 @@ chat.generation, not here: this consumer only starts, stops and watches them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -20,7 +19,8 @@ from chat import events
 from chat.delivery import encode
 from chat.follow import Follower
 from chat.generation import get_manager
-from chat.models import Conversation, Message
+from chat.models import MODEL_ID_MAX, Conversation, Message
+from chat.providers.registry import model_is_offered
 from chat.selectors import NotFound, aconversation_get, amessage_get, amessage_list
 from chat.serializers import conversation_data, message_data
 from chat.providers.registry import model_is_offered
@@ -79,9 +79,6 @@ def _id_field(content: dict, name: str, *, nullable: bool = False) -> int | None
     return value
 
 
-MODEL_ID_MAX = Message._meta.get_field("model").max_length
-
-
 async def _model_field(content: dict) -> str:
     """The optional model id of a frame ("" means the default); it must be one
     that GET /api/models/ lists."""
@@ -107,7 +104,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = None
     # The frame limit (also daphne's, see the serve command): the longest
     # allowed message, fully JSON-escaped, plus room for the JSON around it.
-    max_frame_chars = settings.CHAT_WS_MAX_MESSAGE_BYTES
+    max_frame_chars = settings.CHAT_WS_MAX_MESSAGE_CHARS
     user_id: int | None = None
 
     @classmethod

@@ -12,8 +12,8 @@ getting a new one after every event it reads.
 
 from __future__ import annotations
 
-import time
 import asyncio
+import time
 from copy import deepcopy
 
 from channels.layers import InMemoryChannelLayer as BaseInMemoryChannelLayer

@@ -3,6 +3,12 @@
 from django.conf import settings
 from django.db import models
 
+# A model id as a chat stores it: "<provider name>/<upstream model>", e.g. "GPTalk/gpt-4o".
+# Every field and check of such an id uses this length.
+MODEL_ID_MAX = 100
+# The name of a provider (the first part of a model id).
+PROVIDER_NAME_MAX = 100
+
 
 class ConversationQuerySet(models.QuerySet):
     def for_user(self, user) -> "ConversationQuerySet":
@@ -17,7 +23,7 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True, default="")
-    model = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=MODEL_ID_MAX, blank=True, default="")
     system_prompt = models.TextField(blank=True, default="")
     pinned = models.BooleanField(default=False)
     # A read-only link anyone holding it can open; None when not shared.
@@ -71,8 +77,8 @@ class Message(models.Model):
         max_length=16, choices=Status.choices, default=Status.COMPLETE, db_index=True
     )
     error = models.TextField(blank=True, default="")
-    provider = models.CharField(max_length=100, blank=True, default="")
-    model = models.CharField(max_length=100, blank=True, default="")
+    provider = models.CharField(max_length=PROVIDER_NAME_MAX, blank=True, default="")
+    model = models.CharField(max_length=MODEL_ID_MAX, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     first_delta_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -124,7 +130,7 @@ class Provider(models.Model):
         GPTALK = "gptalk", "GPTalk"
         OPENAI = "openai", "OpenAI-compatible"
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=PROVIDER_NAME_MAX, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Not a URLField: Django's URL check refuses one-word hosts such as
     # http://ollama:11434/v1 (a docker-compose service name).
@@ -133,6 +139,7 @@ class Provider(models.Model):
         help_text="e.g. http://ollama:11434/v1. Empty for GPTalk means the GPTALK_URL setting.",
     )
     api_key = models.CharField(max_length=500, blank=True, default="")
+    # The upstream's own name of a model ("gpt-4o"), without the provider prefix of a model id.
     default_model = models.CharField(max_length=200, blank=True, default="")
     enabled = models.BooleanField(default=True)
     order = models.PositiveIntegerField(default=0, help_text="Lower comes first; fallback follows this order.")
@@ -198,7 +205,7 @@ class AccountSettings(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_settings"
     )
-    default_model = models.CharField(max_length=100, blank=True, default="")
+    default_model = models.CharField(max_length=MODEL_ID_MAX, blank=True, default="")
     custom_instructions = models.TextField(blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 

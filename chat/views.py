@@ -6,15 +6,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.templatetags.static import static
 from django.views.decorators.http import require_http_methods, require_safe
 
 from chat.forms import SignupForm
 from chat.selectors import NotFound, conversation_get, conversation_page, message_list
-from chat.services.accounts import account_settings_get
+from chat.selectors.accounts import account_settings_get
 from chat.serializers import message_data
 
 

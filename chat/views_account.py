@@ -16,12 +16,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from chat.forms import AccountSettingsForm, PasswordConfirmForm
 from chat.providers.registry import models_offered
-from chat.services.accounts import (
-    account_delete,
-    account_export_zip,
-    account_settings_get,
-    account_settings_update,
-)
+from chat.selectors.accounts import account_settings_get
+from chat.services.accounts import account_delete, account_export_zip, account_settings_update
 
 
 def _model_choices() -> list[tuple[str, str]]:

@@ -21,10 +21,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import events
-from chat.selectors import NotFound, conversation_get, conversation_search, message_list
+from chat.selectors import NotFound, conversation_get, message_list, shared_conversation_get
+from chat.selectors.search import conversation_search
 from chat.serializers import conversation_data, message_data
-from chat.services import export as export_services
 from chat.services import conversation_edits
+from chat.services import export as export_services
 from chat.services.conversation_edits import InvalidInput
 
 JSON_BODY_MAX = 64 * 1024
@@ -224,7 +225,7 @@ def search(request: HttpRequest) -> JsonResponse:
 @require_GET
 def shared(request: HttpRequest, token: str) -> HttpResponse:
     """/s/<token>/: read-only, no login; 404 once the owner revoked the link."""
-    conversation = export_services.shared_conversation_get(token=token)
+    conversation = shared_conversation_get(token=token)
     if conversation is None:
         raise Http404()
     messages = export_services.newest_branch(messages=message_list(conversation=conversation))

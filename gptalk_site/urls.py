@@ -1,9 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import password_reset
+from chat import password_reset, views_account
 from chat import views as chat_views
-from chat import views_account
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -1,8 +1,9 @@
-"""Shared fixtures. The emulator fixtures live in tests/fixtures/emulator.py."""
+"""Shared fixtures. The emulator fixtures live in tests/fixtures/emulator.py, the users
+and their chat sockets (alice, bob, alice_ws) in tests/fixtures/sockets.py."""
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.emulator"]
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.sockets"]
 
 
 @pytest.fixture(scope="session", autouse=True)

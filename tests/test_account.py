@@ -16,8 +16,8 @@ from django.urls import reverse
 
 from chat.models import AccountSettings, Conversation, Message
 from chat.serializers import message_data
-from chat.services.conversations import exchange_create
 from chat.services.conversation_edits import conversation_share
+from chat.services.conversations import exchange_create
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,9 @@ PASSWORD = "correct horse battery staple"
 def chat_with_branches(owner, title: str) -> Conversation:
     conversation = Conversation.objects.create(owner=owner, title=title, system_prompt="Be brief.")
     question = Message.objects.create(conversation=conversation, role="user", content="What is a heron?")
-    Message.objects.create(conversation=conversation, role="assistant", parent=question, content="A bird.", model="GPTalk/gpt-4o")
+    Message.objects.create(
+        conversation=conversation, role="assistant", parent=question, content="A bird.", model="GPTalk/gpt-4o"
+    )
     Message.objects.create(conversation=conversation, role="assistant", parent=question, content="A wading bird.")
     return conversation
 
@@ -51,7 +53,7 @@ def test_saved_defaults_apply_to_new_chats_only(client, make_user):
     before = Conversation.objects.create(owner=me, title="Before")
     response = client.post(reverse("account"), {"default_model": "", "custom_instructions": "Answer in French."})
     assert response.status_code == 302
-    conversation, _, assistant = exchange_create(user=me, conversation=None, content="Hello")
+    conversation, _, _ = exchange_create(user=me, conversation=None, content="Hello")
     assert conversation.system_prompt == "Answer in French."
     before.refresh_from_db()
     assert before.system_prompt == ""

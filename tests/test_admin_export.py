@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def test_selected_conversations_export_as_a_zip(client, make_user, django_assert_max_num_queries):
     staff = make_user("staff", is_staff=True, is_superuser=True)
     owner = make_user("owner")
-    branched, m = branched_conversation(owner)
+    branched, _ = branched_conversation(owner)
     same_title = make_conversations(owner, 2)
     Conversation.objects.filter(pk=same_title[1].pk).update(title=same_title[0].title)
     left_out = Conversation.objects.create(owner=owner, title="Not selected")

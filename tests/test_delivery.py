@@ -255,7 +255,7 @@ class FailingLayer(InMemoryChannelLayer):
             self._check()
             try:
                 return await asyncio.wait_for(super().receive(channel), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
 
@@ -294,7 +294,9 @@ async def test_stop_reaches_an_answer_run_by_another_process(alice, emulator):
     assert (await ws.connect())[0]
     other = None
     try:
-        other, answer = await remote_answer(alice, ws, reply="y" * 4000, emulator=emulator, chunk_chars=2, interval_ms=5)
+        other, answer = await remote_answer(
+            alice, ws, reply="y" * 4000, emulator=emulator, chunk_chars=2, interval_ms=5
+        )
         await receive_until(ws, lambda f: f["type"] == "delta", timeout=10)
         await ws.send_json_to({"type": "chat.stop", "message": answer})
         frames = await receive_until(ws, is_done, timeout=10)

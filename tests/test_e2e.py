@@ -96,7 +96,7 @@ def test_anonymous_and_foreign_origin_sockets_are_refused_by_the_server(site):
 
 def test_daphne_refuses_a_frame_over_the_limit_and_the_consumer_one_just_under(site, emulator_server):
     """Two limits: daphne closes the socket on a message over
-    CHAT_WS_MAX_MESSAGE_BYTES (1009, never buffered whole); under it, the
+    CHAT_WS_MAX_MESSAGE_CHARS (1009, never buffered whole); under it, the
     consumer still refuses an over-long message with an error frame."""
     from django.conf import settings
 
@@ -113,7 +113,7 @@ def test_daphne_refuses_a_frame_over_the_limit_and_the_consumer_one_just_under(s
             await socket.send(too_long)
             refused = json.loads(await asyncio.wait_for(socket.recv(), timeout=15))
             await socket.send(json.dumps({"type": "chat.send", "conversation": None,
-                                          "content": "y" * (settings.CHAT_WS_MAX_MESSAGE_BYTES + 10)}))
+                                          "content": "y" * (settings.CHAT_WS_MAX_MESSAGE_CHARS + 10)}))
             with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
                 await asyncio.wait_for(socket.recv(), timeout=15)
         # The server is fine: a new socket works.

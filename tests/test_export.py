@@ -42,7 +42,7 @@ def test_markdown_export_is_the_newest_branch(client, owner, branched):
     response = client.get(reverse("chat:export-md", args=[branched.pk]))
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/markdown")
-    assert 'attachment; filename="Herons-egrets.md"' == response["Content-Disposition"]
+    assert response["Content-Disposition"] == 'attachment; filename="Herons-egrets.md"'
     text = response.content.decode()
     assert text.startswith("# Herons & egrets\n")
     assert "> **System prompt:** Be brief." in text
@@ -68,7 +68,7 @@ def test_json_export_keeps_every_branch_and_imports_back(client, owner, branched
     assert [(m.role, m.content, m.status) for m in new] == [(m.role, m.content, m.status) for m in old]
     assert not {m.pk for m in new} & {m.pk for m in old}  # never the file's ids
     # Same tree shape: each parent maps to the copy of the same parent.
-    mapping = {o.pk: n.pk for o, n in zip(old, new)}
+    mapping = {o.pk: n.pk for o, n in zip(old, new, strict=True)}
     assert [mapping.get(o.parent_id) for o in old] == [n.parent_id for n in new]
     assert imported.json()["url"] == reverse("chat:conversation", args=[copy.pk])
 

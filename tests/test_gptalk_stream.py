@@ -202,7 +202,7 @@ def streams(draw, contents_strategy):
     endings = [draw(st.sampled_from([b"\n", b"\r\n"])) for _ in lines]
     if lines and draw(st.booleans()):
         endings[-1] = b""  # the last line without newline
-    body = b"".join(line + end for line, end in zip(lines, endings))
+    body = b"".join(line + end for line, end in zip(lines, endings, strict=True))
     return body, contents, done
 
 

@@ -44,9 +44,7 @@ def test_security_headers_and_csp_without_inline_scripts(client, make_user, name
     response = client.get(reverse(name))
     assert response.status_code == 200
     csp = response["Content-Security-Policy"]
-    directives = dict(
-        (part.split()[0], part.split()[1:]) for part in csp.split(";") if part.strip()
-    )
+    directives = {part.split()[0]: part.split()[1:] for part in csp.split(";") if part.strip()}
     assert directives["script-src"] == ["'self'"]
     assert "'unsafe-inline'" not in directives["script-src"]
     assert directives["object-src"] == ["'none'"]

@@ -185,7 +185,7 @@ async def test_base_url_without_v1_says_so(emulator, transport):
 # --- the proxy setting, as for GPTalk -----------------------------------------------------
 
 
-async def test_calls_go_through_the_proxy(emulator, transport, http_proxy):  # noqa: F811
+async def test_calls_go_through_the_proxy(emulator, transport, http_proxy):
     await emulator.anext(reply="via the proxy")
     provider = provider_at(emulator.url + "/v1", proxy=http_proxy.url)
     assert "".join(await collect(provider)) == "via the proxy"
@@ -299,7 +299,11 @@ async def test_json_answer_to_a_stream_request_is_accepted():
         (httpx.Response(403, json={"error": {"message": "key sk-abc is wrong"}}), AuthError, "HTTP 403"),
         (httpx.Response(404, json={"error": 'model "llama3" not found, try pulling it first'}), ModelNotFound, "m1"),
         (httpx.Response(404, text="404 page not found"), ProtocolError, "/v1"),
-        (httpx.Response(400, json={"object": "error", "message": "context too long"}), ProtocolError, "context too long"),
+        (
+            httpx.Response(400, json={"object": "error", "message": "context too long"}),
+            ProtocolError,
+            "context too long",
+        ),
         (httpx.Response(503, text="<html>busy</html>"), UpstreamUnavailable, "HTTP 503"),
         (sse(b'data: {"choices": [{"index": 0}]}\n\n'), ProtocolError, "delta"),
         (sse(b"data: [1, 2]\n\n"), ProtocolError, "JSON object"),

@@ -131,7 +131,10 @@ def test_mail_is_configured_only_by_a_host_or_a_chosen_backend():
     from tests.fixtures.emulator import REPO_ROOT
 
     def configured(**env: str) -> str:
-        code = "import django; django.setup(); from django.conf import settings; print(settings.EMAIL_CONFIGURED, settings.EMAIL_BACKEND)"
+        code = (
+            "import django; django.setup(); from django.conf import settings;"
+            " print(settings.EMAIL_CONFIGURED, settings.EMAIL_BACKEND)"
+        )
         base = {"DJANGO_SETTINGS_MODULE": "gptalk_site.settings", "PATH": "/usr/bin:/bin", "DJANGO_DEBUG": "true"}
         return subprocess.run(
             [sys.executable, "-c", code], cwd=REPO_ROOT, env={**base, **env}, capture_output=True, text=True, check=True

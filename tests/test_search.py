@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from chat.models import Conversation, Message
-from chat.selectors import conversation_search, search_snippet
+from chat.selectors.search import conversation_search, search_snippet
 from tests.fixtures.services import postgres_url  # noqa: F401 - fixture
 
 
@@ -87,7 +87,7 @@ PG_SCRIPT = """
 import json
 from django.contrib.auth import get_user_model
 from chat.models import Conversation, Message
-from chat.selectors import conversation_search
+from chat.selectors.search import conversation_search
 
 User = get_user_model()
 me = User.objects.create_user("me", password="x" * 12)

@@ -10,7 +10,11 @@ from chat.services.titles import TITLE_CHARS, markdown_plain, title_from_exchang
     ("question", "answer", "title"),
     [
         ("Can you explain how herons hunt in shallow water?", "They wait.", "How herons hunt in shallow water"),
-        ("Please tell me about the history of the Roman aqueducts, in detail.", "", "About the history of the Roman aqueducts…"),
+        (
+            "Please tell me about the history of the Roman aqueducts, in detail.",
+            "",
+            "About the history of the Roman aqueducts…",
+        ),
         ("hi", "# Greetings and welcome\n\nHello!", "Greetings and welcome"),
         # Nothing left after the greeting and no heading: the question stays.
         ("Hi there", "Hello! How can I help?", "Hi there"),

@@ -225,12 +225,14 @@ def test_static_assets_referenced_by_the_chat_page_exist(client, make_user):
     body = client.get("/").content.decode()
     for path in (
         "chat/app.css",
+        "chat/chat.css",
+        "chat/controls.css",
         "chat/js/main.js",
         "vendor/marked/marked.esm.js",
         "vendor/dompurify/purify.es.mjs",
     ):
         url = static(path)
-        stem, dot, suffix = path.rpartition(".")
+        stem, _, suffix = path.rpartition(".")
         assert re.fullmatch(rf"/static/{re.escape(stem)}\.[0-9a-f]{{12}}\.{suffix}", url), url
         assert url in body, path
         hashed = Path(settings.STATIC_ROOT, url.removeprefix("/static/"))

@@ -57,3 +57,20 @@ async def send_raw(communicator, text: str) -> None:
 
 def dumps(obj) -> str:
     return json.dumps(obj)
+
+
+async def poll(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(interval)
+
+
+async def send_and_finish(ws, *, conversation=None, content="Hi there", ref="r1") -> list[dict]:
+    await ws.send_json_to(
+        {"type": "chat.send", "conversation": conversation, "content": content, "ref": ref}
+    )
+    return await receive_until(ws, is_done)

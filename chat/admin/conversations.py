@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from chat.admin.export import conversations_export_response
 from chat.models import Conversation, Message
-from chat.selectors_transcript import transcript_page
+from chat.selectors.transcript import transcript_page
 from chat.services.audit import transcript_views_record
 
 

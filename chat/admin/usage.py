@@ -16,7 +16,7 @@ from django.urls import path
 
 from chat.admin.usage_chart import usage_chart
 from chat.models import UsageReport
-from chat.selectors_usage import UsageRange, usage_by_day, usage_by_model, usage_by_user, usage_detail
+from chat.selectors.usage import UsageRange, usage_by_day, usage_by_model, usage_by_user, usage_detail
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366

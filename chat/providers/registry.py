@@ -345,7 +345,7 @@ def _recordable(model: str) -> str:
 
 def _all_failed(failures: list[tuple[ChatProvider, UpstreamError]]) -> UpstreamError:
     """The error of the first provider tried; its message names every failure."""
-    provider, first = failures[0]
+    _, first = failures[0]
     if len(failures) == 1:
         return first
     tried = " ".join(f"{p.name}: {exc.message}" for p, exc in failures)

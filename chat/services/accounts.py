@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import AccountSettings, Conversation, Message
+from chat.selectors.accounts import account_settings_get
 from chat.services.export import (
     conversation_export_json,
     conversation_export_markdown,
@@ -24,11 +25,6 @@ from chat.services.export import (
 logger = logging.getLogger(__name__)
 
 INSTRUCTIONS_MAX = 20_000
-
-
-def account_settings_get(*, user: AbstractBaseUser) -> AccountSettings:
-    """The user's settings; an unsaved row with empty defaults when they never saved any."""
-    return AccountSettings.objects.filter(user=user).first() or AccountSettings(user=user)
 
 
 def account_settings_update(

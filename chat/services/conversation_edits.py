@@ -15,11 +15,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import MODEL_ID_MAX, Conversation, Message
 from chat.services.titles import title_from_text
 
 TITLE_MAX = 200
-MODEL_MAX = 100
 SYSTEM_PROMPT_MAX = 20_000
 ERROR_MAX = 2_000
 ANSWER_MAX = 200_000
@@ -49,7 +48,7 @@ def conversation_create_empty(*, user, system_prompt: str = "", model: str = "")
     return Conversation.objects.create(
         owner=user,
         system_prompt=_clean_text(system_prompt, field="system prompt", max_length=SYSTEM_PROMPT_MAX),
-        model=_clean_text(model, field="model", max_length=MODEL_MAX).strip(),
+        model=_clean_text(model, field="model", max_length=MODEL_ID_MAX).strip(),
     )
 
 
@@ -85,7 +84,7 @@ def conversation_configure(
         )
         fields.append("system_prompt")
     if model is not None:
-        conversation.model = _clean_text(model, field="model", max_length=MODEL_MAX).strip()
+        conversation.model = _clean_text(model, field="model", max_length=MODEL_ID_MAX).strip()
         fields.append("model")
     if fields:
         conversation.save(update_fields=[*fields, "updated_at"])
@@ -115,7 +114,8 @@ def conversation_unshare(*, conversation: Conversation) -> Conversation:
 
 _TOP_KEYS = {"format", "version", "title", "model", "system_prompt", "created_at", "exported_at", "messages"}
 _MESSAGE_KEYS = {"id", "parent", "role", "content", "status", "error", "model", "created_at"}
-_IMPORTED_STATUSES = {s.value for s in Message.FINAL_STATUSES}
+# Without Django's type stubs mypy takes a TextChoices member for its (value, label) tuple.
+_IMPORTED_STATUSES = {s.value for s in Message.FINAL_STATUSES}  # type: ignore[attr-defined]
 
 
 def conversation_import(*, user, raw: bytes) -> Conversation:
@@ -140,7 +140,7 @@ def conversation_import(*, user, raw: bytes) -> Conversation:
     if unknown:
         raise InvalidInput(f"Unknown field(s) in the file: {', '.join(sorted(unknown))}.")
     title = _clean_text(data.get("title", ""), field="title", max_length=TITLE_MAX)
-    model = _clean_text(data.get("model", ""), field="model", max_length=MODEL_MAX)
+    model = _clean_text(data.get("model", ""), field="model", max_length=MODEL_ID_MAX)
     system_prompt = _clean_text(
         data.get("system_prompt", ""), field="system prompt", max_length=SYSTEM_PROMPT_MAX
     )
@@ -216,5 +216,5 @@ def _message_row(item, index: int) -> dict:
         "content": content,
         "status": status,
         "error": _clean_text(error, field=f"error of {where}", max_length=ERROR_MAX),
-        "model": _clean_text(item.get("model") or "", field=f"model of {where}", max_length=MODEL_MAX),
+        "model": _clean_text(item.get("model") or "", field=f"model of {where}", max_length=MODEL_ID_MAX),
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from chat.events import ACTIVE
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.db import concurrent_on_postgres, rows_update
 from chat.services.titles import title_from_exchange, title_from_text
@@ -44,7 +45,7 @@ def exchange_create(
     # statements for nothing (any error there rolls the whole start back).
     with transaction.atomic(savepoint=False):
         created = conversation is None
-        if created:
+        if conversation is None:
             conversation = conversation_create(user=user, first_text=content)
         user_message = Message.objects.create(
             conversation=conversation,
@@ -92,7 +93,7 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
             fields=["content", "delta_count", "status", "updated_at"],
             rows=[(content, count, Message.Status.STREAMING, now, pk) for pk, content, count in rows],
             where=f"{status} IN (%s, %s)",
-            where_params=(Message.Status.PENDING, Message.Status.STREAMING),
+            where_params=ACTIVE,
         )
 
 
@@ -189,7 +190,7 @@ async def message_mark_interrupted(*, message_id: int, stale_before) -> bool:
     """
     updated = await Message.objects.filter(
         pk=message_id,
-        status__in=(Message.Status.PENDING, Message.Status.STREAMING),
+        status__in=ACTIVE,
         updated_at__lt=stale_before,
     ).aupdate(status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now())
     return updated == 1

@@ -1,5 +1,5 @@
-"""Read-only copies of a conversation: the Markdown and JSON export files, the
-branch a reader sees, and the shared conversation behind a share link."""
+"""Read-only copies of a conversation: the Markdown and JSON export files and the
+branch a reader sees (the shared conversation itself is read in chat.selectors)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,6 @@ from chat.services.history import branch_messages
 
 def _iso(value) -> str | None:
     return value.isoformat() if value else None
-
-
-def shared_conversation_get(*, token: str) -> Conversation | None:
-    """The conversation shared under `token`, or None (never shared, or revoked)."""
-    if not token or len(token) > 64:
-        return None
-    return Conversation.objects.filter(share_token=token).first()
 
 
 def newest_branch(*, messages: list[Message]) -> list[Message]:

@@ -15,10 +15,10 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from chat.events import ACTIVE
 from chat.models import Message, UsageLimit
 
 FIELDS = ("messages_per_minute", "concurrent_answers", "max_message_chars", "daily_answer_chars")
-ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
 
 
 class LimitExceeded(Exception):

@@ -55,7 +55,7 @@ def title_from_exchange(question: str, answer: str) -> str:
     sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".!?…:;, ")
     lowered = sentence.lower()
     for filler in _FILLER:
-        if lowered.startswith(filler + " ") or lowered.startswith(filler + ","):
+        if lowered.startswith((filler + " ", filler + ",")):
             sentence = sentence[len(filler):].lstrip(" ,")
             lowered = sentence.lower()
     for tail in (" to me", " for me", " please"):

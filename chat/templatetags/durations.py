@@ -1,13 +1,13 @@
 """{{ some_timedelta|duration_words }}: "15 minutes", "1 hour, 30 minutes" in the page's language."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from django import template
 from django.utils.timesince import timesince
 
 register = template.Library()
 
-_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @register.filter

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import httpx
 
@@ -43,8 +43,8 @@ from .http import (
 )
 
 __all__ = [
-    "GPTalk",
     "ContentReset",
+    "GPTalk",
     "Messages",
     "aclose_clients",
     "format_prompt",
@@ -196,7 +196,8 @@ class GPTalk:
             ) as response:
                 raise_for_status(response, "stream")
                 receiving = True
-                async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+                # httpx annotates aiter_bytes() as an iterator; it is an async generator.
+                async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
                     async for chunk in chunks:
                         for delta in deltas.feed(chunk):
                             yield delta
@@ -373,5 +374,5 @@ def _stream_token_of(data: Any) -> str | None:
     return token
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)

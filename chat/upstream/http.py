@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -44,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover - aiohttp is a dependency
     aiohttp = None  # type: ignore[assignment]
     _AIOHTTP_ERRORS = ()
-TRANSPORT_ERRORS = (httpx.RequestError, TimeoutError, OSError, *_AIOHTTP_ERRORS)
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.RequestError, TimeoutError, OSError, *_AIOHTTP_ERRORS)
 
 # What every client answers: [{"role": ..., "content": ...}, ...], oldest first.
 Messages = Sequence[Mapping[str, str]]
@@ -173,7 +173,7 @@ class _LoopState:
         with contextlib.suppress(StopIteration):
             self.closer.asend(None).send(None)
 
-    async def _closer(self) -> AsyncIterator[None]:
+    async def _closer(self) -> AsyncGenerator[None, None]:
         try:
             yield
         finally:

@@ -114,7 +114,9 @@ class CompletionParser(DeltaStream):
         if not choices:  # a usage-only chunk
             return None
         choice = choices[0] if isinstance(choices, list) else None
-        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(choice, dict):
+            choice = {}
+        delta = choice.get("delta")
         if not isinstance(delta, dict):
             raise ProtocolError(f"{self.label} sent a stream event without a `delta`.")
         if choice.get("finish_reason"):
@@ -216,7 +218,8 @@ class OpenAIClient:
                     await response.aread()
                     yield self._whole_answer(response, usage=usage)
                     return
-                async with contextlib.aclosing(response.aiter_bytes()) as parts:
+                # httpx annotates aiter_bytes() as an iterator; it is an async generator.
+                async with contextlib.aclosing(response.aiter_bytes()) as parts:  # type: ignore[type-var]
                     async for part in parts:
                         for delta in chunks.feed(part):
                             yield delta

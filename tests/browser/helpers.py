@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sqlite3
 import threading
 import time
 
@@ -21,6 +22,31 @@ LONG_REPLY = "\n\n".join(PARAGRAPHS)
 # About 4 s at 20 ms per 12 characters: time to reload, cut or close mid-answer.
 SLOW = {"interval_ms": 20, "chunk_chars": 12}
 
+# A Markdown answer with a heading, a list, a table, code and math.
+RICH = r"""## Backoff, briefly
+
+Retry with **exponential backoff**; see [httpx](https://www.python-httpx.org/).
+
+- idempotent requests only
+- cap the delay
+
+| attempt | delay |
+|---:|---|
+| 1 | 0.5 s |
+| 2 | 1 s |
+
+```python
+def delay(attempt: int) -> float:
+    return min(0.5 * 2 ** attempt, 10)
+```
+
+Euler: $e^{i\pi} + 1 = 0$, and a block:
+
+$$\int_0^1 x^2\,dx = \frac{1}{3}$$
+"""
+
+CLIPBOARD = {"permissions": ["clipboard-read", "clipboard-write"]}
+
 
 def send(page: Page, text: str) -> None:
     page.fill("#prompt", text)
@@ -34,7 +60,8 @@ def answer(page: Page):
 def answer_chars_js(selector: str = ".markdown") -> str:
     return (
         "(() => { const all = document.querySelectorAll('.msg-assistant');"
-        f" const last = all[all.length - 1]; return last ? (last.querySelector('{selector}')?.textContent.length || 0) : 0; }})()"
+        " const last = all[all.length - 1];"
+        f" return last ? (last.querySelector('{selector}')?.textContent.length || 0) : 0; }})()"
     )
 
 
@@ -209,3 +236,16 @@ class SocketProxy:
 
     def opens(self) -> int:
         return sum(1 for f in self.sent if f.get("type") == "conversation.open")
+
+
+def db(live_site) -> sqlite3.Connection:
+    """The live site's SQLite database, for checking what was saved."""
+    return sqlite3.connect(live_site.env["DATABASE_URL"].removeprefix("sqlite:///"), timeout=10)
+
+
+def new_answer(page: Page, emulator, prompt: str, reply: str, **spec) -> None:
+    """Script the emulator's reply, send `prompt` and wait until the answer is done."""
+    emulator.next(reply=reply, **spec)
+    send(page, prompt)
+    page.wait_for_url(CONVERSATION_URL)
+    wait_done(page)

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from playwright.sync_api import Page, expect, sync_playwright
+
+# Run as a script, so the repository root must be importable before `tests.` is.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from playwright.sync_api import Page, expect, sync_playwright
-
-from tests.fixtures.emulator import start_emulator
-from tests.fixtures.site import SiteProcess, manage, site_env, sqlite_url
+from tests.fixtures.emulator import start_emulator  # noqa: E402
+from tests.fixtures.site import SiteProcess, manage, site_env, sqlite_url  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -74,7 +75,8 @@ def get_with_retry(url: str, attempts: int = 5) -> httpx.Response:
             delay = min(delay * 2, 10)
 ```
 
-The expected wait before attempt $n$ is $\\bar d_n = \\tfrac{3}{4}\\min(0.5 \\cdot 2^{n-1}, 10)$ seconds, so the total is bounded:
+The expected wait before attempt $n$ is $\\bar d_n = \\tfrac{3}{4}\\min(0.5 \\cdot 2^{n-1}, 10)$ seconds,
+so the total is bounded:
 
 $$\\sum_{n=1}^{N} \\bar d_n \\le \\tfrac{3}{4}\\left(2^{N} - 1\\right) \\cdot 0.5$$
 
@@ -206,7 +208,10 @@ def seed_history(database: Path, username: str) -> None:
         conn.executemany(
             "INSERT INTO chat_conversation (owner_id, title, model, system_prompt, pinned, created_at, updated_at)"
             " VALUES (?, ?, '', '', ?, ?, ?)",
-            [(owner, title, pinned, (now - age).isoformat(), (now - age).isoformat()) for title, age, pinned in HISTORY],
+            [
+                (owner, title, pinned, (now - age).isoformat(), (now - age).isoformat())
+                for title, age, pinned in HISTORY
+            ],
         )
 
 

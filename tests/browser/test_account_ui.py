@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import sqlite3
 import zipfile
 
 import httpx
@@ -18,22 +17,11 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD, artifact_path
-from tests.browser.helpers import CONVERSATION_URL, answer, send, wait_done
+from tests.browser.helpers import CONVERSATION_URL, answer, db, new_answer, wait_done
 
 pytestmark = pytest.mark.browser
 
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
-
-
-def db(live_site):
-    return sqlite3.connect(live_site.env["DATABASE_URL"].removeprefix("sqlite:///"), timeout=10)
-
-
-def new_answer(page, emulator, prompt, reply, **spec):
-    emulator.next(reply=reply, **spec)
-    send(page, prompt)
-    page.wait_for_url(CONVERSATION_URL)
-    wait_done(page)
 
 
 def scroll_offsets(page) -> dict:
@@ -248,7 +236,9 @@ def test_each_answer_shows_its_model(open_page, emulator, live_site):
     page = open_page()
     new_answer(page, emulator, "Who wrote this?", "A model did.")
     with db(live_site) as conn:
-        (model,) = conn.execute("SELECT model FROM chat_message WHERE role='assistant' ORDER BY id DESC LIMIT 1").fetchone()
+        (model,) = conn.execute(
+            "SELECT model FROM chat_message WHERE role='assistant' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
     assert model
     label = answer(page).locator(".msg-model")
     expect(label).to_be_visible()
@@ -320,7 +310,8 @@ def test_delete_my_account_in_russian(open_page, emulator, live_site):
     with db(live_site) as conn:
         assert conn.execute("SELECT COUNT(*) FROM auth_user WHERE username='leaving'").fetchone() == (0,)
         assert conn.execute(
-            "SELECT COUNT(*) FROM chat_message m LEFT JOIN chat_conversation c ON c.id = m.conversation_id WHERE c.id IS NULL"
+            "SELECT COUNT(*) FROM chat_message m LEFT JOIN chat_conversation c ON c.id = m.conversation_id"
+            " WHERE c.id IS NULL"
         ).fetchone() == (0,)
     page.goto(live_site.url + "/")
     page.wait_for_url(re.compile(r".*/accounts/login/"))

@@ -139,5 +139,5 @@ def test_usage_page_chart_and_tables(open_page, live_site, operator):
     keep("admin-usage.png")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
-    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    lines = download.value.path().read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("day,user,provider,model,answers") and len(lines) > 20

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from itertools import pairwise
 
 import pytest
 from playwright.sync_api import expect
@@ -66,12 +67,12 @@ def test_answer_streams_in_visibly_and_ends_complete(open_page, emulator):
     start_answer(page, emulator, "Tell me about herons")
     expect_long_reply(page)
     lengths = page.evaluate("window.__lengths")
-    growing = [(t, n) for t, n in lengths if 0 < n]
+    growing = [(t, n) for t, n in lengths if n > 0]
     distinct = sorted({n for _, n in growing})
     # Many visible steps, spread over time, never shrinking.
     assert len(distinct) >= 20, distinct
     assert growing[-1][0] - growing[0][0] > 1000
-    assert all(b[1] >= a[1] for a, b in zip(growing, growing[1:]))
+    assert all(b[1] >= a[1] for a, b in pairwise(growing))
     expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
 
 
@@ -118,7 +119,7 @@ def test_dropped_connection_shows_offline_reconnects_with_backoff_and_ends_exact
         wait_until(lambda: network.refused == 2 and len(network.handshakes) >= 4, what="3 reconnects")
         expect(page.locator("#banner")).to_be_hidden(timeout=10_000)
         times = [cut_at, *network.handshakes[1:]]
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in pairwise(times)]
         assert all(g >= 0.2 for g in gaps), gaps  # no hot loop
         assert gaps[2] >= gaps[0] and gaps[2] >= 0.45, gaps  # the delay grows
         expect(answer(page)).to_have_attribute("aria-busy", "true")  # resumed live

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import READ_TIMEOUT, LiveSite, artifact_path
-from tests.browser.helpers import CONVERSATION_URL, answer, send, wait_done
+from tests.browser.helpers import CONVERSATION_URL, answer, db, send, wait_done
 from tests.fixtures.site import manage, site_env, sqlite_url
 
 pytestmark = pytest.mark.browser
@@ -48,10 +47,6 @@ def live_site(emulator_server, tmp_path_factory):
     site = LiveSite(env=env, username="grace")
     yield site
     site.stop()
-
-
-def db(live_site):
-    return sqlite3.connect(live_site.env["DATABASE_URL"].removeprefix("sqlite:///"), timeout=10)
 
 
 def seed_conversations(live_site, titles_and_ages: list[tuple[str, timedelta]], *, pinned=()) -> None:
@@ -94,7 +89,7 @@ def test_cold_chat_page_is_small_hashed_compressed_and_cached_for_a_year(open_pa
     wire = sum(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"] for r in requests)
     assert wire <= COLD_PAGE_BUDGET, f"{wire} bytes on the wire: {[(r.url, r.sizes()) for r in requests]}"
     # Nothing for math or code colours on a page that has neither.
-    assert not [r.url for r in requests if "katex" in r.url or "/highlight/" in r.url and "css" not in r.url]
+    assert not [r.url for r in requests if "katex" in r.url or ("/highlight/" in r.url and "css" not in r.url)]
     for request in static:
         response = request.response()
         assert HASHED.search(request.url), f"not a hashed name: {request.url}"
@@ -175,7 +170,9 @@ def test_sidebar_is_grouped_by_date_and_loads_pages_as_it_scrolls(open_page, liv
     page = open_page("/", timezone_id="UTC")
     links = page.locator("#conv-list a.conv")
     expect(links).to_have_count(50)  # the first page only
-    months = sorted({(now - age).strftime("%Y-%m") for title, age in history if title.startswith("older")}, reverse=True)
+    months = sorted(
+        {(now - age).strftime("%Y-%m") for title, age in history if title.startswith("older")}, reverse=True
+    )
     first_month = datetime.strptime(months[0], "%Y-%m").strftime("%B %Y")
     assert group_headings(page)[:6] == [
         "Pinned", "Today", "Yesterday", "Previous 7 days", "Previous 30 days", first_month,

@@ -162,11 +162,14 @@ async def _expected_command(world: World, kind: str, frame: dict) -> Expect:
             codes.add("not_found")
         else:
             maybe.add("busy")
-            if parent is not missing:
-                if parent is not None and not (
+            if (
+                parent is not missing
+                and parent is not None
+                and not (
                     _in_db_range(parent)
                     and await Message.objects.filter(pk=parent, conversation_id=conversation).aexists()
-                ):
-                    codes.add("not_found")
+                )
+            ):
+                codes.add("not_found")
     return Expect(True, codes | maybe) if codes else Expect(None if maybe else False, maybe)
 

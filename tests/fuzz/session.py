@@ -14,9 +14,10 @@ from hypothesis import event
 from hypothesis.control import currently_in_test_context
 
 from chat import generation as gen
+from chat.events import ACTIVE
 from chat.models import Conversation, Message
 from tests.fuzz.model import expected, unstorable
-from tests.fuzz.world import ACTIVE, KNOWN_CODES, World
+from tests.fuzz.world import KNOWN_CODES, World
 from tests.ws import connect
 
 # ---- a socket that survives the examples -------------------------------------------------
@@ -190,7 +191,8 @@ async def check_still_serves(session: Session) -> None:
     assert len(histories) == 1, frames
     history = histories[0]
     assert history["conversation"]["id"] == world.alice_conversation
-    saved = [m.pk async for m in Message.objects.filter(conversation_id=world.alice_conversation).order_by("created_at", "id")]
+    rows = Message.objects.filter(conversation_id=world.alice_conversation).order_by("created_at", "id")
+    saved = [m.pk async for m in rows]
     assert [m["id"] for m in history["messages"]] == saved
     assert [m["id"] for m in history["messages"]][:2] == world.alice_messages
 

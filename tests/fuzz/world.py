@@ -22,7 +22,6 @@ from tests.fixtures.emulator import REPO_ROOT
 MAX_FRAME = ChatConsumer.max_frame_chars
 MAX_CHARS = django_settings.CHAT_MAX_MESSAGE_CHARS
 TYPES = ("chat.send", "chat.stop", "chat.regenerate", "conversation.open")
-ACTIVE = (Message.Status.PENDING, Message.Status.STREAMING)
 # Codes a frame can get for text that cannot be stored or sent (NUL, lone surrogates).
 UNSTORABLE = {"bad_json", "bad_field"}
 

@@ -1,19 +1,23 @@
-"""Reads. Every fetch by id takes the user and checks ownership in the same query."""
+"""Reads (writes live in chat/services/). Every fetch by id takes the user and checks
+ownership in the same query.
+
+This module: conversations and messages (the sidebar pages, one conversation, its
+messages, a shared conversation). Themed reads beside it: `accounts` (a person's
+defaults for new chats), `search` (a person's own conversations by title and
+text), `transcript` (the admin's transcript pages), `usage` (the admin's usage
+reports).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Q
 
 from chat.models import Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
-SEARCH_QUERY_MAX = 200
-SEARCH_RESULTS_MAX = 30
-SNIPPET_CHARS = 140
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SIDEBAR_FIELDS = ("id", "title", "pinned", "created_at", "updated_at")
 
@@ -107,83 +111,12 @@ async def amessage_get(*, user, message_id: int) -> Message:
         raise NotFound(f"Message {message_id} was not found.") from None
 
 
-# ---- search over a person's own conversations: titles and message text ----
-
-@dataclass(frozen=True)
-class SearchHit:
-    conversation: Conversation
-    snippet: str
-
-
-def _uses_postgres() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def _matching_messages(query: str):
-    messages = Message.objects.filter(conversation=OuterRef("pk")).exclude(role=Message.Role.SYSTEM)
-    if _uses_postgres():
-        from django.contrib.postgres.search import SearchQuery, SearchVector
-
-        return messages.annotate(
-            document=SearchVector("content", config="simple")
-        ).filter(document=SearchQuery(query, config="simple", search_type="websearch"))
-    return messages.filter(content__icontains=query)
-
-
-def _title_matches(query: str) -> Q:
-    if _uses_postgres():
-        from django.contrib.postgres.search import SearchQuery, SearchVector
-
-        return Q(title_document=SearchQuery(query, config="simple", search_type="websearch"))
-    return Q(title__icontains=query)
-
-
-def conversation_search(*, user, query: str) -> list[SearchHit]:
-    """The user's conversations whose title or messages match `query`, pinned then newest first.
-
-    On PostgreSQL: full-text search (to_tsvector/websearch_to_tsquery with the
-    language-neutral "simple" configuration, so Russian and English both match
-    word for word). On SQLite: a plain case-insensitive contains. Either way one
-    query returns the conversations with the text of their first matching message.
-    """
-    query = " ".join(query.split())[:SEARCH_QUERY_MAX]
-    if not query:
-        return []
-    matching = _matching_messages(query)
-    conversations = Conversation.objects.for_user(user)
-    if _uses_postgres():
-        from django.contrib.postgres.search import SearchVector
-
-        conversations = conversations.annotate(title_document=SearchVector("title", config="simple"))
-    found = (
-        conversations.annotate(
-            has_match=Exists(matching),
-            match_text=Subquery(matching.order_by("created_at", "id").values("content")[:1]),
-        )
-        .filter(_title_matches(query) | Q(has_match=True))
-        .order_by("-pinned", "-updated_at", "-id")
-        .only("id", "title", "pinned", "created_at", "updated_at")[:SEARCH_RESULTS_MAX]
-    )
-    return [SearchHit(conversation=c, snippet=search_snippet(c.match_text or "", query)) for c in found]
-
-
-def search_snippet(text: str, query: str) -> str:
-    """A short piece of `text` around the first word of `query` it contains."""
-    flat = " ".join(text.split())
-    if not flat:
-        return ""
-    lower = flat.lower()
-    positions = [lower.find(word.lower()) for word in query.split() if word.strip('"-')]
-    positions = [p for p in positions if p >= 0]
-    at = min(positions) if positions else 0
-    start = max(0, at - SNIPPET_CHARS // 3)
-    piece = flat[start : start + SNIPPET_CHARS]
-    return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(flat) else "")
-
-
-def conversation_stats_for_admin(queryset):
-    """Annotate a conversation queryset with its message count (one query, no N+1)."""
-    return queryset.annotate(message_count=Count("messages"))
+def shared_conversation_get(*, token: str) -> Conversation | None:
+    """The conversation shared under `token`, or None (never shared, or revoked).
+    The one read without an owner: the token is the reader's right to see it."""
+    if not token or len(token) > 64:
+        return None
+    return Conversation.objects.filter(share_token=token).first()
 
 
 async def message_states(*, message_ids: list[int]) -> dict[int, dict]:

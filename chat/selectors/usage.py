@@ -92,7 +92,7 @@ def usage_by_day(*, span: UsageRange) -> list[dict]:
         .annotate(**SUMS)
         .order_by("day")
     }
-    empty = {name: 0 for name in SUMS}
+    empty = dict.fromkeys(SUMS, 0)
     return [found.get(day, {**empty, "day": day}) for day in span.days]
 
 
