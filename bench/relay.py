@@ -55,12 +55,10 @@ from bench.common import (  # noqa: E402
     site_pids,
     thread_cpu_seconds_all,
     machine_info,
-    rss_kb,
     cpu_pressure,
     loadavg,
     machine_busy_seconds,
     self_cpu_seconds,
-    thread_cpu_seconds,
     users_login,
     write_log_counts,
 )

@@ -23,7 +23,6 @@ from chat.models import MODEL_ID_MAX, Conversation, Message
 from chat.providers.registry import model_is_offered
 from chat.selectors import NotFound, aconversation_get, amessage_get, amessage_list
 from chat.serializers import conversation_data, message_data
-from chat.providers.registry import model_is_offered
 from chat.services.answer_batch import NewChat, new_chat_queue
 from chat.services.answers import NEWEST, Busy, NotAnAnswer, answer_begin, answer_regenerate
 from chat.services.limits import Allowance, LimitExceeded, allowance_get

@@ -29,7 +29,7 @@ _UNKNOWN = object()
 class Follower:
     """The stream state of one socket. `watch` a conversation, then feed it events."""
 
-    __slots__ = ("compact", "conversation", "streams", "held", "wanted")
+    __slots__ = ("compact", "conversation", "held", "streams", "wanted")
 
     def __init__(self, *, compact: bool) -> None:
         self.compact = compact  # protocol v2: bare-string deltas, `done` without known text

@@ -5,8 +5,6 @@ carry a logged-in session; the consumer refuses anonymous ones.
 """
 
 import os
-import sys
-sys.setswitchinterval(float(os.environ.get("SWITCH", "0.005")))
 
 from django.core.asgi import get_asgi_application
 

@@ -295,12 +295,10 @@ CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "20000"))
 CHAT_MESSAGES_PER_MINUTE = int(os.environ.get("CHAT_MESSAGES_PER_MINUTE", "20"))
 CHAT_CONCURRENT_ANSWERS = int(os.environ.get("CHAT_CONCURRENT_ANSWERS", "3"))
 CHAT_DAILY_ANSWER_CHARS = int(os.environ.get("CHAT_DAILY_ANSWER_CHARS", "2000000"))
-# The largest websocket message daphne and the consumer accept, in characters:
-# the longest message with every character JSON-escaped (up to 12 characters each).
+# The largest websocket message the consumer accepts, in characters: the longest
+# message with every character JSON-escaped (up to 12 characters each). As every
+# such character is one byte, it bounds daphne's limit in bytes too.
 CHAT_WS_MAX_MESSAGE_CHARS = CHAT_MAX_MESSAGE_CHARS * 12 + 4096
-# The former name, still read by chat/management/commands/serve.py; remove it
-# once that reads CHAT_WS_MAX_MESSAGE_CHARS.
-CHAT_WS_MAX_MESSAGE_BYTES = CHAT_WS_MAX_MESSAGE_CHARS
 CHAT_SAVE_INTERVAL = env_float("CHAT_SAVE_INTERVAL", 1.0)
 # An answer not saved for this many seconds belongs to a dead process: it is
 # marked interrupted. A live answer saves at least every third of it.

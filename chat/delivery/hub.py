@@ -251,7 +251,7 @@ class Hub:
                 try:
                     for frame in frames:
                         await sock.send_frame(frame)
-                except Exception:  # noqa: BLE001 - one broken socket must not stop the others
+                except Exception:  # one broken socket must not stop the others
                     logger.exception("sending to a socket failed")
 
     # ---- snapshots -----------------------------------------------------------------
@@ -363,7 +363,7 @@ class Hub:
             await asyncio.sleep(QUIET / 2)
             try:
                 await self.check_quiet()
-            except Exception:  # noqa: BLE001 - retried next round
+            except Exception:  # retried next round
                 logger.exception("checking quiet answers failed")
 
     async def check_quiet(self) -> None:

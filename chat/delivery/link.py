@@ -82,7 +82,7 @@ class LayerLink:
             await method(*args)
         except ChannelFull:
             return False  # the receiver is flooded: it heals by seq and snapshot
-        except (OSError, RedisError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, RedisError) as exc:
             self._lost(exc)
             return False
         return True
@@ -128,7 +128,7 @@ class LayerLink:
             retry = RETRY_FIRST
             try:
                 self.on_event(event)
-            except Exception:  # noqa: BLE001 - the listener must outlive one bad event
+            except Exception:  # the listener must outlive one bad event
                 logger.exception("a channel-layer event failed: %s", event.get("type"))
 
     async def _rejoin(self) -> None:

@@ -16,11 +16,11 @@ from django.utils import timezone
 
 from chat import events
 from chat.delivery import Hub
+from chat.generation.answer import EarlyStream, Generation
 from chat.models import Message
 from chat.providers.registry import answer_stream, providers_warm
 from chat.serializers import conversation_data
 from chat.services import conversations as conversation_services
-from chat.generation.answer import EarlyStream, Generation
 from chat.services.answer_batch import finish_queue
 from chat.services.conversations import Finish
 from chat.upstream.errors import UpstreamError
@@ -152,7 +152,7 @@ class GenerationManager:
                 cancelled_by_shutdown = True
         except UpstreamError as exc:
             status, error = Message.Status.FAILED, exc.message
-        except Exception:  # noqa: BLE001 - any bug must still end the answer as failed, not hang
+        except Exception:  # any bug must still end the answer as failed, not hang
             logger.exception("answer %s failed unexpectedly", generation.message_id)
             status, error = Message.Status.FAILED, "Something went wrong on the server while writing this answer."
         # Every piece received is published before the `done`.
@@ -171,7 +171,7 @@ class GenerationManager:
             await asyncio.sleep(settings.CHAT_SAVE_INTERVAL)
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - a failed save is retried next round
+            except Exception:  # a failed save is retried next round
                 logger.exception("saving answers in progress failed")
 
     async def flush(self) -> int:
@@ -193,7 +193,7 @@ class GenerationManager:
         rows = [(g.message_id, g.text, g.delta_count) for g in due]
         counts = [g.delta_count for g in due]
         await conversation_services.messages_save_progress(rows=rows)
-        for g, count in zip(due, counts):
+        for g, count in zip(due, counts, strict=True):
             g.last_save, g.saved_count = now, count
         return len(rows)
 
@@ -258,7 +258,7 @@ class GenerationManager:
         while True:
             try:
                 await self.sweep_stale()
-            except Exception:  # noqa: BLE001 - a failed sweep is retried next round
+            except Exception:  # a failed sweep is retried next round
                 logger.exception("sweeping stale answers failed")
             await asyncio.sleep(settings.CHAT_GENERATION_LEASE / 2)
 
@@ -295,7 +295,7 @@ class GenerationManager:
         return marked
 
 
-_managers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GenerationManager]" = (
+_managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GenerationManager] = (
     weakref.WeakKeyDictionary()
 )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.db import transaction
 
@@ -32,7 +33,7 @@ from chat.services.titles import title_from_text
 class NewChat:
     """A `chat.send` that starts a conversation: who, what, and which model ("" the default)."""
 
-    user: object
+    user: Any  # the user model instance
     content: str
     model: str = ""
 
@@ -46,7 +47,7 @@ def answers_begin_new(*, chats: list[NewChat]) -> list[Begun | LimitExceeded]:
     limits = users_limits(user_ids=user_ids)
     usage = users_usage(user_ids=user_ids)
     defaults = {row.user_id: row for row in AccountSettings.objects.filter(user_id__in=user_ids)}
-    results: list[Begun | LimitExceeded | None] = [None] * len(chats)
+    results: list[Any] = [None] * len(chats)  # each filled below: a Begun or a LimitExceeded
     accepted = []
     for index, chat in enumerate(chats):
         counted = usage[chat.user.pk]
@@ -74,7 +75,7 @@ def answers_begin_new(*, chats: list[NewChat]) -> list[Begun | LimitExceeded]:
                     content=chat.content,
                     status=Message.Status.COMPLETE,
                 )
-                for (_, chat, _), conversation in zip(accepted, conversations)
+                for (_, chat, _), conversation in zip(accepted, conversations, strict=True)
             ]
         )
         answers = Message.objects.bulk_create(
@@ -87,10 +88,11 @@ def answers_begin_new(*, chats: list[NewChat]) -> list[Begun | LimitExceeded]:
                     status=Message.Status.PENDING,
                     model=chat.model or conversation.model,
                 )
-                for (_, chat, _), conversation, question in zip(accepted, conversations, questions)
+                for (_, chat, _), conversation, question in zip(accepted, conversations, questions, strict=True)
             ]
         )
-    for (index, _, allowance), conversation, question, answer in zip(accepted, conversations, questions, answers):
+    written = zip(accepted, conversations, questions, answers, strict=True)
+    for (index, _, allowance), conversation, question, answer in written:
         results[index] = Begun(
             conversation=conversation,
             created=True,

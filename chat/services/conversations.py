@@ -93,7 +93,7 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
             fields=["content", "delta_count", "status", "updated_at"],
             rows=[(content, count, Message.Status.STREAMING, now, pk) for pk, content, count in rows],
             where=f"{status} IN (%s, %s)",
-            where_params=ACTIVE,
+            where_params=tuple(map(str, ACTIVE)),
         )
 
 
@@ -142,7 +142,7 @@ def answers_finish(*, finishes: list[Finish]) -> list[Conversation | None]:
     try:
         with transaction.atomic():
             retitled = _conversations_autotitle(conversation_ids=candidates)
-    except Exception:  # noqa: BLE001 - never fail an answer for its title
+    except Exception:
         logger.exception("titling conversations %s failed", candidates)
         retitled = {}
     return [retitled.get(d.conversation_id) if d.retitle else None for d in finishes]

@@ -50,7 +50,7 @@ def rows_update(
     if where:
         sql += f" AND ({where})"
     params = [
-        [column.get_db_prep_value(value, connection) for column, value in zip(columns, row)]
+        [column.get_db_prep_value(value, connection) for column, value in zip(columns, row[:-1], strict=True)]
         + [row[-1], *where_params]
         for row in rows
     ]

@@ -88,7 +88,9 @@ class Command(BaseCommand):
             try:
                 import uvloop  # noqa: F401
             except ImportError:
-                raise CommandError("uvloop is not installed: pip install -r requirements.txt, or --loop asyncio.") from None
+                raise CommandError(
+                    "uvloop is not installed: pip install -r requirements.txt, or --loop asyncio."
+                ) from None
         try:
             listener = socket.create_server((host, port), family=socket.AF_INET, backlog=4096)
         except OSError as exc:
@@ -184,7 +186,9 @@ class Supervisor:
                 # Killed by a signal (a crash, the OOM killer): start another. Exited
                 # by itself right after its start: it cannot start, do not spin.
                 if process.returncode > 0 and time.monotonic() - started < START_WINDOW:
-                    logger.error("daphne process %s could not start (exit %s); stopping", process.pid, process.returncode)
+                    logger.error(
+                        "daphne process %s could not start (exit %s); stopping", process.pid, process.returncode
+                    )
                     self.forward(signal.SIGTERM, None)
                     self.failed = True
                     continue
@@ -258,7 +262,7 @@ class DaphneProcess:
             proxy_forwarded_address_header="X-Forwarded-For",
             proxy_forwarded_port_header="X-Forwarded-Port",
             proxy_forwarded_proto_header="X-Forwarded-Proto",
-            websocket_max_message_size=settings.CHAT_WS_MAX_MESSAGE_BYTES,
+            websocket_max_message_size=settings.CHAT_WS_MAX_MESSAGE_CHARS,
             ready_callable=lambda: self.loop.create_task(self.started()),
         ).run()
 
@@ -273,7 +277,7 @@ class DaphneProcess:
             try:
                 await get_manager().ensure_started()
                 return
-            except Exception:  # noqa: BLE001 - e.g. Redis not up yet: try again, the site still serves
+            except Exception:  # e.g. Redis not up yet: try again, the site still serves
                 logger.exception("starting the answers' manager failed; retrying in 1 s")
                 await asyncio.sleep(1)
 
@@ -288,7 +292,7 @@ class DaphneProcess:
 
         try:
             await asyncio.wait_for(get_manager().shutdown(), timeout=ANSWERS_STOP_TIMEOUT)
-        except Exception:  # noqa: BLE001 - the server must stop even if ending the answers failed
+        except Exception:  # the server must stop even if ending the answers failed
             logger.exception("ending the answers of process %s failed", os.getpid())
         await asyncio.sleep(FRAMES_DRAIN_SECONDS)
         self.reactor.stop()
