@@ -2,9 +2,11 @@
 
     python manage.py serve [--host 127.0.0.1] [--port 8000] [--processes N] [--loop uvloop|asyncio]
 
-The command binds the listening socket itself and runs N daphne processes that
-all accept on it (one per core; N > 1 needs REDIS_URL, the channel layer the
-processes share). It supervises them: a process that crashes is started again,
+The command binds the listening sockets itself and runs N daphne processes on
+the port (one per core; N > 1 needs REDIS_URL, the channel layer the processes
+share). Each process has a socket of its own on the port (SO_REUSEPORT), so the
+kernel spreads new connections evenly: on one shared socket, a burst of
+connections lands mostly on whichever process wakes first. It supervises them: a process that crashes is started again,
 SIGTERM / SIGINT are passed on, and it exits once every process has stopped.
 When GPTALK_URL is not set it also starts the built-in GPTalk emulator (unless
 one already answers at GPTALK_EMULATOR_URL), so chat works offline.
@@ -92,21 +94,26 @@ class Command(BaseCommand):
                     "uvloop is not installed: pip install -r requirements.txt, or --loop asyncio."
                 ) from None
         try:
-            listener = socket.create_server((host, port), family=socket.AF_INET, backlog=4096)
+            listeners = [
+                socket.create_server((host, port), family=socket.AF_INET, backlog=4096, reuse_port=processes > 1)
+                for _ in range(processes)
+            ]
         except OSError as exc:
             raise CommandError(f"Cannot listen on {host}:{port}: {exc}") from None
-        listener.set_inheritable(True)
+        for listener in listeners:
+            listener.set_inheritable(True)
         emulator = self.start_emulator() if settings.GPTALK_USE_BUILTIN_EMULATOR else None
         self.stdout.write(
             f"GPTalk Chat on http://{host}:{port}/  ({processes} process(es), {loop} loop; "
             f"upstream: {settings.GPTALK_URL})"
         )
         self.stdout.flush()
-        supervisor = Supervisor(listener=listener, processes=processes, loop=loop)
+        supervisor = Supervisor(listeners=listeners, loop=loop)
         try:
             supervisor.run()
         finally:
-            listener.close()
+            for listener in listeners:
+                listener.close()
             if emulator is not None:
                 emulator.terminate()
                 emulator.wait(timeout=10)
@@ -138,9 +145,9 @@ class Command(BaseCommand):
 class Supervisor:
     """Runs the daphne processes, restarts one that dies, passes on stop signals."""
 
-    def __init__(self, *, listener: socket.socket, processes: int, loop: str) -> None:
-        self.listener = listener
-        self.count = processes
+    def __init__(self, *, listeners: list[socket.socket], loop: str) -> None:
+        self.listeners = listeners  # one per process slot; a restarted process takes its slot's
+        self.count = len(listeners)
         self.loop = loop
         self.children: dict[int, tuple[subprocess.Popen, float]] = {}
         self.stopping = False
@@ -149,7 +156,7 @@ class Supervisor:
     def spawn(self, slot: int) -> None:
         if self.stopping:  # a signal came while the processes were being started
             return
-        fd = self.listener.fileno()
+        fd = self.listeners[slot].fileno()
         process = subprocess.Popen(
             [sys.executable, "-m", "chat.management.commands.serve",
              "--fd", str(fd), "--loop", self.loop, "--parent", str(os.getpid())],
