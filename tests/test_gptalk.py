@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from chat.upstream.errors import (
     AuthError,
     QuotaExceeded,
+    UpstreamError,
 )
 from chat.upstream.gptalk import (
     USER_AGENT,
@@ -192,6 +193,46 @@ async def test_fifty_concurrent_calls_log_in_ten_times():
     assert all(r == ["Hel", "lo"] for r in results)
     assert fake.logins == 10 and fake.sixth_uses == 0
     assert max(fake.uses.values()) == 5
+
+
+class SlowLogins(FakeGPTalk):
+    """Logins that take a while, counting how many are under way at once."""
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        super().__init__()
+        self.in_flight = self.most_in_flight = 0
+        self.fail_first = fail_first
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/login"):
+            return await super().handle(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.02)
+        self.in_flight -= 1
+        if self.fail_first:
+            self.fail_first = False
+            self.requests.append(request)
+            return httpx.Response(500)
+        return await super().handle(request)
+
+
+async def test_calls_that_start_together_log_in_side_by_side():
+    """Fifty answers that start at once wait for one login's round trip, not
+    for ten logins in a row; still never a sixth use of a token."""
+    fake = SlowLogins()
+    results = await asyncio.gather(*(collect(fake) for _ in range(50)))
+    assert all(r == ["Hel", "lo"] for r in results)
+    assert fake.logins == 10 and fake.most_in_flight == 10 and fake.sixth_uses == 0
+
+
+async def test_a_failed_login_fails_only_the_call_that_started_it():
+    fake = SlowLogins(fail_first=True)
+    outcomes = await asyncio.gather(*(collect(fake) for _ in range(5)), return_exceptions=True)
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(failed) == 1 and isinstance(failed[0], UpstreamError)
+    assert [o for o in outcomes if not isinstance(o, Exception)] == [["Hel", "lo"]] * 4
+    assert fake.sixth_uses == 0
 
 
 async def test_used_times_past_five_counts_as_used_up():

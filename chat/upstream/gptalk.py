@@ -12,12 +12,15 @@ gptalk_stream.py. Errors are the typed ones of errors.py, worded for GPTalk.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeGuard
 
 import httpx
@@ -27,6 +30,7 @@ from .errors import (
     ProtocolError,
     QuotaExceeded,
     StreamIncomplete,
+    UpstreamError,
     UpstreamUnavailable,
 )
 from .gptalk_stream import ContentReset, DeltaStream
@@ -38,7 +42,7 @@ from .http import (
     aclose_clients,
     client_get,
     config_load,
-    lock_get,
+    logins_get,
     transport_error,
 )
 
@@ -125,6 +129,14 @@ def text_body(*, prompt: str, model: str, timestamp: int) -> dict[str, Any]:
     }
 
 
+@dataclass(eq=False)
+class _Login:
+    """A login under way, and how many calls have reserved a use of its token."""
+
+    task: asyncio.Future
+    reserved: int = 1
+
+
 class GPTalk:
     """The GPTalk provider: `create_async_generator` streams one reply as deltas.
 
@@ -132,7 +144,7 @@ class GPTalk:
     login state is shared by every call in the process: `_auth` is the login `data`
     (None until the first login) and `used_times` counts the replies started with
     it. A call logs in when there is no token, it expired, or it was used 5 times;
-    an asyncio lock makes concurrent calls share logins without a sixth use.
+    concurrent calls share logins without a sixth use (see `_auth_reserve`).
 
     The deltas are `str` suffixes of the reply, or a `ContentReset` whose value is
     the WHOLE new reply, meaning "replace everything so far with this": the
@@ -233,18 +245,42 @@ class GPTalk:
     ) -> dict[str, Any]:
         """Reserve one use of a valid login token, logging in first if needed.
 
-        The use is counted before step 2 is sent, under the lock, so concurrent
-        calls never take a sixth use and only one of them logs in. `stale` is a
-        token the service just refused: it is dropped unless already replaced.
+        Each use is counted before step 2 is sent, with no pause between the
+        check and the count, so concurrent calls never take a sixth use of a
+        token. When the token in hand is used up, a call joins a login under way
+        that has a use to spare, or starts one: logins run side by side, so a
+        hundred answers that start together wait for one login's round trip,
+        not for twenty logins in a row. `stale` is a token the service just
+        refused: it is dropped unless already replaced.
         """
-        async with lock_get():
-            if stale is not None and cls._auth is stale:
-                cls._auth = None
-            if cls._needs_login():
-                auth = await cls._login(client, config, headers)
-                cls._auth, cls.used_times = auth, 0
-            cls.used_times += 1
-            return cls._auth  # type: ignore[return-value]
+        if stale is not None and cls._auth is stale:
+            cls._auth = None
+        while True:
+            if not cls._needs_login():
+                cls.used_times += 1
+                return cls._auth  # type: ignore[return-value]
+            logins: list[_Login] = logins_get()
+            login = next((entry for entry in logins if entry.reserved < MAX_TOKEN_USES), None)
+            started = login is None
+            if login is None:
+                login = _Login(asyncio.ensure_future(cls._login(client, config, headers)))
+                logins.append(login)
+                login.task.add_done_callback(functools.partial(cls._login_done, login, logins))
+            else:
+                login.reserved += 1
+            try:
+                return await asyncio.shield(login.task)
+            except UpstreamError:
+                if started:
+                    raise
+                # The login this call joined failed (its starter reports why): try again.
+
+    @classmethod
+    def _login_done(cls, login: _Login, logins: list[_Login], task: asyncio.Future) -> None:
+        """A login ended: its token, with the uses reserved on it, becomes the one in hand."""
+        logins.remove(login)
+        if not task.cancelled() and task.exception() is None:
+            cls._auth, cls.used_times = task.result(), login.reserved
 
     @classmethod
     async def _login(

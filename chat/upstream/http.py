@@ -154,9 +154,9 @@ _ClientKey = tuple[str | None, str]
 
 
 class _LoopState:
-    """The shared clients and the login lock of one event loop.
+    """The shared clients and the logins under way of one event loop.
 
-    An httpx.AsyncClient (and the aiohttp session under it) and an asyncio.Lock
+    An httpx.AsyncClient (and the aiohttp session under it) and an asyncio task
     may only be used on one loop. The clients are closed when the loop shuts its
     async generators down (asyncio.run, asyncio.Runner and so pytest-asyncio do),
     through the `_closer` generator started here, so a plain script needs no
@@ -165,7 +165,7 @@ class _LoopState:
 
     def __init__(self) -> None:
         self.clients: dict[_ClientKey, httpx.AsyncClient] = {}
-        self.lock = asyncio.Lock()
+        self.logins: list[Any] = []  # GPTalk logins under way (chat.upstream.gptalk)
         self.closer = self._closer()
         # Step to the first `yield` now: this registers the generator with the
         # running loop (sys.set_asyncgen_hooks), whose shutdown_asyncgens() will
@@ -206,13 +206,10 @@ def client_get(*, proxy: str | None, transport: str) -> httpx.AsyncClient:
     return client
 
 
-def lock_get() -> asyncio.Lock:
-    """The lock guarding the shared login state, one per event loop.
-
-    Calls on different loops (in different threads) are not serialised against
-    each other; the site runs one loop per process.
-    """
-    return _loop_state().lock
+def logins_get() -> list[Any]:
+    """The GPTalk logins under way on the running loop (one list per loop: a
+    task belongs to its loop; the site runs one loop per process)."""
+    return _loop_state().logins
 
 
 async def aclose_clients() -> None:
