@@ -135,13 +135,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def save(report: dict, results_dir: Path) -> Path:
+    """The sweep's JSON, kept in git: no path of this machine in it (temporary
+    files, profiles, the site's log with its tracebacks' paths)."""
     path = results_dir / f"{report['name']}.json"
     slim = json.loads(json.dumps(report))
-    for run in slim["runs"] + slim["linearity"]:
-        if isinstance(run.get("site_log"), str):
-            run["site_log"] = run["site_log"][-1500:]
+    for run in slim["runs"] + slim["linearity"] + list(slim["soak"].values()):
+        if not isinstance(run, dict):
+            continue
+        if not run.get("error"):
+            run.pop("site_log", None)
+        if isinstance(run.get("command"), str):
+            run["command"] = _without_paths(run["command"])
+        profile = (run.get("site") or {}).get("profile")
+        if isinstance(profile, dict):
+            profile.pop("raw", None)
+            profile.pop("svg", None)
     path.write_text(json.dumps(slim, indent=1) + "\n")
     return path
+
+
+def _without_paths(command: str) -> str:
+    """The command with its --out and --py-spy files left out (they are temporary)."""
+    words, kept = command.split(), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in ("--out", "--py-spy"):
+            skip = True
+            continue
+        kept.append(word)
+    return " ".join(kept)
 
 
 if __name__ == "__main__":
