@@ -10,6 +10,7 @@ lose, delay or refuse events to show that the sockets heal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -20,23 +21,9 @@ from chat.generation import GenerationManager, get_manager
 from chat.layers import InMemoryChannelLayer
 from chat.serializers import message_data
 from chat.services.answers import answer_begin
-from tests.ws import connect, is_done, receive_until
+from tests.ws import connect, is_done, receive_until, replay
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
-
-
-def replay(frames: list, message_id: int) -> tuple[str, list[int]]:
-    """The text a v1 client builds for one answer, and the seqs it saw."""
-    text, seqs = "", []
-    for frame in frames:
-        if frame.get("message") != message_id:
-            continue
-        if frame["type"] == "snapshot":
-            text, seqs = frame["content"], [frame["seq"]]
-        elif frame["type"] == "delta":
-            text = frame["text"] if frame.get("reset") else text + frame["text"]
-            seqs.append(frame["seq"])
-    return text, seqs
 
 
 @pytest.fixture
@@ -70,6 +57,21 @@ async def remote_answer(user, ws, *, reply: str, emulator, **pacing) -> tuple[Ge
     return other, begun.assistant.pk
 
 
+@contextlib.asynccontextmanager
+async def remote_followed(user, emulator, *, reply: str, **pacing):
+    """A socket of `user` following an answer run by another process: (socket, answer id)."""
+    ws = await connect(user)
+    assert (await ws.connect())[0]
+    other = None
+    try:
+        other, answer = await remote_answer(user, ws, reply=reply, emulator=emulator, **pacing)
+        yield ws, answer
+    finally:
+        await ws.disconnect()
+        if other is not None:
+            await other.shutdown()
+
+
 @pytest.fixture
 async def alice(make_user):
     return await sync_to_async(make_user)("alice")
@@ -77,16 +79,8 @@ async def alice(make_user):
 
 async def test_a_socket_follows_an_answer_run_by_another_process(alice, emulator):
     reply = "".join(f"<{i:03d}>" for i in range(120))
-    ws = await connect(alice)
-    assert (await ws.connect())[0]
-    other = None
-    try:
-        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=3)
+    async with remote_followed(alice, emulator, reply=reply, chunk_chars=5, interval_ms=3) as (ws, answer):
         frames = await receive_until(ws, is_done, timeout=20)
-    finally:
-        await ws.disconnect()
-        if other is not None:
-            await other.shutdown()
     assert frames[0]["type"] == "message" and frames[0]["message"]["id"] == answer
     text, seqs = replay(frames, answer)
     assert text == reply and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -156,16 +150,8 @@ class DroppingLayer(InMemoryChannelLayer):
 async def test_lost_deltas_and_a_lost_done_from_another_process_are_healed(alice, emulator, layer_class):
     layer_class(DroppingLayer)
     reply = "".join(f"[{i:03d}]" for i in range(60))
-    ws = await connect(alice)
-    assert (await ws.connect())[0]
-    other = None
-    try:
-        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=4)
+    async with remote_followed(alice, emulator, reply=reply, chunk_chars=5, interval_ms=4) as (ws, answer):
         frames = await receive_until(ws, is_done, timeout=20)
-    finally:
-        await ws.disconnect()
-        if other is not None:
-            await other.shutdown()
     assert len([f for f in frames if f["type"] == "snapshot"]) >= 2, "the gap was healed by a snapshot"
     shown, _ = replay(frames, answer)
     assert reply.startswith(shown)
@@ -189,16 +175,8 @@ async def test_a_slow_layer_carries_batches_never_a_backlog(alice, emulator, lay
     layer_class(SlowLayer)
     SlowLayer.sends = 0
     reply = "".join(f"{i:03d}," for i in range(300))  # 300 deltas 2 ms apart
-    ws = await connect(alice)
-    assert (await ws.connect())[0]
-    other = None
-    try:
-        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=4, interval_ms=2)
+    async with remote_followed(alice, emulator, reply=reply, chunk_chars=4, interval_ms=2) as (ws, answer):
         frames = await receive_until(ws, is_done, timeout=30)
-    finally:
-        await ws.disconnect()
-        if other is not None:
-            await other.shutdown()
     text, seqs = replay(frames, answer)
     assert text == reply == frames[-1]["content"]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "every event, in order"
@@ -206,23 +184,12 @@ async def test_a_slow_layer_carries_batches_never_a_backlog(alice, emulator, lay
     assert SlowLayer.sends < 100
 
 
-async def test_under_a_tiny_channel_capacity_text_is_never_wrong(alice, emulator, settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "chat.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1}}
-    }
-    channel_layers.backends.clear()
+async def test_under_a_tiny_channel_capacity_text_is_never_wrong(alice, emulator, settings, layer_class):
+    layer_class(InMemoryChannelLayer)
+    settings.CHANNEL_LAYERS["default"]["CONFIG"] = {"capacity": 1}
     reply = "".join(f"({i:03d})" for i in range(300))
-    ws = await connect(alice)
-    assert (await ws.connect())[0]
-    other = None
-    try:
-        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=0)
+    async with remote_followed(alice, emulator, reply=reply, chunk_chars=5, interval_ms=0) as (ws, answer):
         frames = await receive_until(ws, is_done, timeout=30)
-    finally:
-        await ws.disconnect()
-        if other is not None:
-            await other.shutdown()
-        channel_layers.backends.clear()
     shown, _ = replay(frames, answer)
     assert reply.startswith(shown)
     assert frames[-1]["content"] == reply
@@ -263,11 +230,7 @@ async def test_a_layer_outage_mid_answer_is_healed_once_it_is_back(alice, emulat
     layer_class(FailingLayer)
     FailingLayer.down = False
     reply = "".join(f"{{{i:03d}}}" for i in range(150))  # ~1.5 s
-    ws = await connect(alice)
-    assert (await ws.connect())[0]
-    other = None
-    try:
-        other, answer = await remote_answer(alice, ws, reply=reply, emulator=emulator, chunk_chars=5, interval_ms=10)
+    async with remote_followed(alice, emulator, reply=reply, chunk_chars=5, interval_ms=10) as (ws, answer):
         await receive_until(ws, lambda f: f["type"] == "delta", timeout=10)
         FailingLayer.down = True
         await asyncio.sleep(0.5)
@@ -275,11 +238,6 @@ async def test_a_layer_outage_mid_answer_is_healed_once_it_is_back(alice, emulat
         back = asyncio.get_running_loop().time()
         frames = await receive_until(ws, is_done, timeout=15)
         healed_s = asyncio.get_running_loop().time() - back
-    finally:
-        FailingLayer.down = False
-        await ws.disconnect()
-        if other is not None:
-            await other.shutdown()
     assert frames[-1]["status"] == "complete" and frames[-1]["content"] == reply
     assert healed_s < 5
     # The answer itself never noticed: it was saved whole.
@@ -290,20 +248,10 @@ async def test_a_layer_outage_mid_answer_is_healed_once_it_is_back(alice, emulat
 
 
 async def test_stop_reaches_an_answer_run_by_another_process(alice, emulator):
-    ws = await connect(alice)
-    assert (await ws.connect())[0]
-    other = None
-    try:
-        other, answer = await remote_answer(
-            alice, ws, reply="y" * 4000, emulator=emulator, chunk_chars=2, interval_ms=5
-        )
+    async with remote_followed(alice, emulator, reply="y" * 4000, chunk_chars=2, interval_ms=5) as (ws, answer):
         await receive_until(ws, lambda f: f["type"] == "delta", timeout=10)
         await ws.send_json_to({"type": "chat.stop", "message": answer})
         frames = await receive_until(ws, is_done, timeout=10)
-    finally:
-        await ws.disconnect()
-        if other is not None:
-            await other.shutdown()
     assert frames[-1]["status"] == "stopped"
     assert 0 < len(frames[-1]["content"]) < 4000
     assert answer not in get_manager().generations

@@ -10,22 +10,9 @@ import random
 import pytest
 from asgiref.sync import sync_to_async
 
-from tests.ws import connect, is_done, receive_until
+from tests.ws import connect, is_done, receive_until, replay
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
-
-
-def replay(frames: list[dict], message_id: int) -> tuple[str, list[int]]:
-    text, seqs = "", []
-    for frame in frames:
-        if frame.get("message") != message_id:
-            continue
-        if frame["type"] == "snapshot":
-            text, seqs = frame["content"], [frame["seq"]]
-        elif frame["type"] == "delta":
-            text = frame["text"] if frame.get("reset") else text + frame["text"]
-            seqs.append(frame["seq"])
-    return text, seqs
 
 
 async def watcher(user, conversation_id: int, message_id: int, delay: float) -> list[dict]:

@@ -74,3 +74,17 @@ async def send_and_finish(ws, *, conversation=None, content="Hi there", ref="r1"
         {"type": "chat.send", "conversation": conversation, "content": content, "ref": ref}
     )
     return await receive_until(ws, is_done)
+
+
+def replay(frames: list, message_id: int) -> tuple[str, list[int]]:
+    """The text a v1 client builds for one answer from its frames, and the seqs it saw."""
+    text, seqs = "", []
+    for frame in frames:
+        if not isinstance(frame, dict) or frame.get("message") != message_id:
+            continue
+        if frame["type"] == "snapshot":
+            text, seqs = frame["content"], [frame["seq"]]
+        elif frame["type"] == "delta":
+            text = frame["text"] if frame.get("reset") else text + frame["text"]
+            seqs.append(frame["seq"])
+    return text, seqs
