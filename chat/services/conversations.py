@@ -142,7 +142,7 @@ def answers_finish(*, finishes: list[Finish]) -> list[Conversation | None]:
     try:
         with transaction.atomic():
             retitled = _conversations_autotitle(conversation_ids=candidates)
-    except Exception:
+    except Exception:  # never fail an answer for its title: logged, and a title is cosmetic
         logger.exception("titling conversations %s failed", candidates)
         retitled = {}
     return [retitled.get(d.conversation_id) if d.retitle else None for d in finishes]
