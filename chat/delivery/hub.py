@@ -74,6 +74,7 @@ class Hub:
         self.dirty: list = []  # sockets with frames to send
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._asks: set[asyncio.Task] = set()  # follow requests being sent
 
     @property
     def channel(self) -> str | None:
@@ -288,7 +289,12 @@ class Hub:
         mirror.seq = None
         self.heard.setdefault(message_id, now)
         request = {"type": events.FOLLOW, "message": message_id, "reply_to": self.channel}
-        asyncio.get_running_loop().create_task(self.link.group_send(events.generation_group(message_id), request))
+        task = asyncio.get_running_loop().create_task(
+            self.link.group_send(events.generation_group(message_id), request)
+        )
+        # The loop keeps only a weak reference to a task: hold it until it is done.
+        self._asks.add(task)
+        task.add_done_callback(self._asks.discard)
 
     def follow_request(self, message_id: int, reply_to: str) -> None:
         """Another process follows an answer of this one: a snapshot, then its events."""

@@ -126,6 +126,7 @@ class Batcher:
         self.write = write
         self.waiting: list[tuple[object, asyncio.Future]] = []
         self.writing = False
+        self.writer: asyncio.Task | None = None
         self.batches = 0  # trips to the database so far (tests, benchmarks)
 
     async def submit(self, item):
@@ -133,7 +134,8 @@ class Batcher:
         self.waiting.append((item, future))
         if not self.writing:
             self.writing = True
-            asyncio.get_running_loop().create_task(self._write())
+            # Held until done: the loop keeps only a weak reference to a task.
+            self.writer = asyncio.get_running_loop().create_task(self._write())
         return await future
 
     async def _write(self) -> None:
