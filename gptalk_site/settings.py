@@ -177,10 +177,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     # Redis pub/sub: messages are pushed to the processes subscribed to a group
-    # or channel. The list-based RedisChannelLayer pulls every process-local
-    # message through one blocking pop at a time, which capped delivery at a
-    # few thousand events a second and put seconds of delay on 50 streams
-    # (docs/performance.md). Nothing is stored for a subscriber that is gone:
+    # or channel; measured cheaper and quicker than the list-based
+    # RedisChannelLayer for what other processes follow (bench/layer_cost.py,
+    # docs/performance.md). Nothing is stored for a subscriber that is gone:
     # a socket that misses events heals by seq and snapshot.
     CHANNEL_LAYERS = {
         "default": {
