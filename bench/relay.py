@@ -205,8 +205,8 @@ async def site_phase(stack: Stack, cookies: list[str], args) -> dict:
         base.parent.mkdir(parents=True, exist_ok=True)
         duration = max(1, int(min(args.py_spy_s, args.deadline_s)))
         delay = args.py_spy_delay_s
-        profiles = [start_py_spy(site.process.pid, base.with_suffix(".txt"), duration, "raw", delay),
-                    start_py_spy(site.process.pid, base.with_suffix(".svg"), duration, "flamegraph", delay)]
+        profiles = [start_py_spy(site.process.pid, base.with_suffix(".txt"), duration, "raw", delay, args.py_spy_rate),
+                    start_py_spy(site.process.pid, base.with_suffix(".svg"), duration, "flamegraph", delay, args.py_spy_rate)]
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_process(pids, stop))
     threads0 = thread_cpu_seconds_all(pids)
@@ -313,6 +313,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment of the site (e.g. CHAT_SAVE_INTERVAL=3600); repeatable")
     parser.add_argument("--py-spy", default="", help="profile the site during the streams: PATH.txt (raw) + PATH.svg")
+    parser.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--py-spy-s", type=float, default=20, help="seconds of profile from the first start")
     parser.add_argument("--py-spy-delay-s", type=float, default=0,
                         help="start the profile this many seconds after the first start (steady state)")
@@ -341,7 +342,8 @@ def brief(result: dict) -> str:
     lat, rlat = s.get("latency_ms") or {}, r.get("latency_ms") or {}
     return (f"N={c['streams']} {c['layer']}/{c['db']}: site p50/p99 {lat.get('p50')}/{lat.get('p99')} ms "
             f"(ref {rlat.get('p50')}/{rlat.get('p99')}), ttfd p50 {(s.get('ttfd_ms') or {}).get('p50')} ms "
-            f"(ref {(r.get('ttfd_ms') or {}).get('p50')}), chars/s ratio {result['ratios'].get('throughput.chars_per_s')}, "
+            f"(ref {(r.get('ttfd_ms') or {}).get('p50')}; upstream's first event "
+            f"{(s.get('upstream_first_event_ms') or {}).get('p50')}), chars/s ratio {result['ratios'].get('throughput.chars_per_s')}, "
             f"bytes/char {s.get('bytes_per_char')}, complete {s.get('complete')}/{s.get('answers')}, "
             f"cpu {(s.get('server') or {}).get('cpu_cores')} cores")
 

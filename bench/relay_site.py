@@ -129,6 +129,7 @@ def site_summary(results: list[dict], emulator_log: dict, reply_chars: int, *, p
     counted with latency (phase end - ts): a lower bound ("censored").
     """
     latencies, ttfd, errors, durations, stream_secs = [], [], [], [], []
+    upstream_start = []  # chat.send sent -> the upstream's first event (the rest of ttfd is the relay's)
     deltas = chars = delivered_chars = complete = content_ok = unmatched = censored = lost_deltas = 0
     rx_total = delta_wire = frames_total = foreign = gaps = 0
     by_type: dict[str, int] = {}
@@ -202,6 +203,8 @@ def site_summary(results: list[dict], emulator_log: dict, reply_chars: int, *, p
             unmatched += 1
             continue
         claimed.add(key)
+        if log["ts"]:
+            upstream_start.append((log["ts"][0] - r["sent"]) * 1000)
         # Two pointers: event j is held once the client's text reaches its end offset.
         pointer = 0
         for j, ts in enumerate(log["ts"]):
@@ -236,6 +239,7 @@ def site_summary(results: list[dict], emulator_log: dict, reply_chars: int, *, p
         "error_count": len(errors),
         "latency_ms": percentiles(latencies),
         "ttfd_ms": percentiles(ttfd),
+        "upstream_first_event_ms": percentiles(upstream_start),
         "answer_s": percentiles(durations),
         "deltas": deltas,
         "deltas_per_answer": round(deltas / n, 1),

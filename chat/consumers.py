@@ -13,6 +13,7 @@ from dataclasses import replace
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from chat import events
@@ -92,6 +93,17 @@ async def _model_field(content: dict) -> str:
     return model
 
 
+def _frame_send(send):
+    """The server's own send, under channels' session middleware: that wrapper
+    acts only on HTTP responses, yet reads the lazy session on every message,
+    which is a tenth of the cost of a streamed frame (docs/performance.md)."""
+    wrapper = getattr(send, "__self__", None)
+    while isinstance(wrapper, InstanceSessionWrapper):
+        send = wrapper.real_send
+        wrapper = getattr(send, "__self__", None)
+    return send
+
+
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One browser tab. Created per socket; `connect` runs at the handshake.
 
@@ -124,6 +136,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.out: list = []  # frames queued by the hub
         self.queued = False  # in the hub's list of sockets to send to
         self.paused = False  # frames wait (behind a history being read)
+        self.frame_send = _frame_send(self.base_send)
         self.manager = get_manager()
         self.hub = self.manager.hub
         await self.manager.ensure_started()
@@ -139,7 +152,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_frame(self, frame) -> None:
         """Send one frame the hub made (chat.follow: a dict, or a v2 bare delta)."""
-        await self.base_send({"type": "websocket.send", "text": encode(frame)})
+        await self.frame_send({"type": "websocket.send", "text": encode(frame)})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

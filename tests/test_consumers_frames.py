@@ -182,3 +182,20 @@ async def test_an_unknown_model_is_refused_before_anything_is_saved(alice_ws, em
     assert done["status"] == "complete"
     saved = await Message.objects.aget(pk=done["message"])
     assert saved.model == "GPTalk/gpt-3.5-turbo" and saved.provider == "GPTalk"
+
+
+def test_answer_frames_skip_the_session_wrapper_which_only_acts_on_http():
+    """The frames of answers go to the server's own send: channels' session
+    middleware saves sessions and sets cookies only on HTTP responses."""
+    from channels.sessions import InstanceSessionWrapper
+
+    from chat.consumers import _frame_send
+
+    async def server_send(message):
+        pass
+
+    assert "websocket.send" not in InstanceSessionWrapper.save_message_types
+    inner = InstanceSessionWrapper({"cookies": {}}, server_send)
+    outer = InstanceSessionWrapper({"cookies": {}, "session": inner.scope["session"]}, inner.send)
+    assert _frame_send(outer.send) is server_send
+    assert _frame_send(server_send) is server_send

@@ -112,3 +112,42 @@ def test_aiohttp_client_proxies_through_its_own_transport():
     assert str(client._transport.proxy.url) == "http://127.0.0.1:3128"
     assert not client._mounts  # nothing routes around the aiohttp transport
 
+
+
+# --- no cookies kept -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_shared_clients_keep_no_cookies(transport):
+    """One pool serves every user: a cookie an upstream sets on one request
+    never rides along on the next, whichever transport carries it."""
+    from aiohttp import web
+
+    async def login(request):
+        response = web.json_response({"ok": True})
+        response.set_cookie("sid", "first-users-session")
+        return response
+
+    async def echo(request):
+        return web.json_response({"cookie": request.headers.get("Cookie")})
+
+    app = web.Application()
+    app.router.add_post("/login", login)
+    app.router.add_get("/echo", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        client = upstream_http.client_get(proxy=None, transport=transport)
+        # A host name, not an address: aiohttp's own jar ignores cookies of addresses.
+        first = await client.post(f"http://localhost:{port}/login")
+        assert first.headers["set-cookie"].startswith("sid=")
+        assert (await client.get(f"http://localhost:{port}/echo")).json() == {"cookie": None}
+        assert len(client.cookies) == 0
+        with pytest.raises(TypeError):
+            client.cookies.set("sid", "x")
+    finally:
+        await aclose_clients()
+        await runner.cleanup()

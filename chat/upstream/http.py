@@ -30,21 +30,16 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+import aiohttp
 import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from httpx_aiohttp import AiohttpTransport
 
 from .errors import StreamIncomplete, UpstreamError, UpstreamUnavailable
 
-try:
-    import aiohttp
-
-    # httpx-aiohttp maps most aiohttp errors to httpx ones, but re-raises the rest.
-    _AIOHTTP_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
-except ImportError:  # pragma: no cover - aiohttp is a dependency
-    aiohttp = None  # type: ignore[assignment]
-    _AIOHTTP_ERRORS = ()
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.RequestError, TimeoutError, OSError, *_AIOHTTP_ERRORS)
+# httpx-aiohttp maps most aiohttp errors to httpx ones, but re-raises the rest.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.RequestError, TimeoutError, OSError, aiohttp.ClientError)
 
 # What every client answers: [{"role": ..., "content": ...}, ...], oldest first.
 Messages = Sequence[Mapping[str, str]]
@@ -124,6 +119,53 @@ def config_load(
     )
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that stays empty (see UpstreamClient)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("The upstream clients keep no cookies.")
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """An httpx client that keeps no cookies.
+
+    The upstream APIs authenticate with tokens and keys, never with cookies,
+    and one pool serves every user of the site: a cookie kept from one user's
+    request must not ride along on another's. Skipping httpx's cookie
+    bookkeeping (a urllib request built for every response) also saves about
+    a sixth of what starting an answer costs the process (docs/performance.md).
+    Cookies passed to a request itself are still sent.
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        if cookies:
+            raise TypeError("The upstream clients keep no cookies.")
+
+
+class _CookielessAiohttpTransport(AiohttpTransport):
+    """httpx-aiohttp's transport on an aiohttp session with no cookie jar
+    (aiohttp keeps cookies of its own, under httpx's: see UpstreamClient)."""
+
+    def get_client(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            limit=self.limits.max_connections or 0,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
 def client_create(*, proxy: str | None, transport: str) -> httpx.AsyncClient:
     """A new client for one (proxy, transport); the caller owns and closes it.
 
@@ -138,16 +180,14 @@ def client_create(*, proxy: str | None, transport: str) -> httpx.AsyncClient:
         _float_setting("GPTALK_READ_TIMEOUT"), connect=_float_setting("GPTALK_CONNECT_TIMEOUT")
     )
     if transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
         # With an explicit transport, httpx would send proxied requests through
         # its own proxy transport (AsyncClient._init_proxy_transport): so the
         # AiohttpTransport does the proxying itself and the client gets no proxy.
-        aiohttp_transport = AiohttpTransport(
+        aiohttp_transport = _CookielessAiohttpTransport(
             limits=limits, trust_env=False, proxy=httpx.Proxy(proxy) if proxy else None
         )
-        return httpx.AsyncClient(transport=aiohttp_transport, timeout=timeout, trust_env=False)
-    return httpx.AsyncClient(proxy=proxy, limits=limits, timeout=timeout, trust_env=False)
+        return UpstreamClient(transport=aiohttp_transport, timeout=timeout, trust_env=False)
+    return UpstreamClient(proxy=proxy, limits=limits, timeout=timeout, trust_env=False)
 
 
 _ClientKey = tuple[str | None, str]
@@ -250,12 +290,10 @@ def transport_error(
     """
     # httpx-aiohttp maps aiohttp errors loosely (a server disconnect becomes a
     # ConnectTimeout): classify by the aiohttp error when there is one.
-    cause = exc.__cause__ if aiohttp and isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
     via = " through the proxy" if config.proxy else ""
     service = names.service
-    if isinstance(cause, httpx.ReadTimeout | httpx.WriteTimeout) or (
-        aiohttp and isinstance(cause, aiohttp.SocketTimeoutError)
-    ):
+    if isinstance(cause, httpx.ReadTimeout | httpx.WriteTimeout | aiohttp.SocketTimeoutError):
         return UpstreamUnavailable(
             f"{_capitalized(service)} did not answer within {config.read_timeout:g} s."
         )

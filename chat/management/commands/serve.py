@@ -246,6 +246,9 @@ class DaphneProcess:
         django.setup()
         from twisted.internet import reactor
 
+        from chat import transport
+
+        transport.install()  # sockets send at once when nothing waits to be sent
         self.fd = fd
         self.reactor = reactor
         self.loop = reactor._asyncioEventloop
