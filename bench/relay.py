@@ -205,8 +205,9 @@ async def site_phase(stack: Stack, cookies: list[str], args) -> dict:
         base.parent.mkdir(parents=True, exist_ok=True)
         duration = max(1, int(min(args.py_spy_s, args.deadline_s)))
         delay = args.py_spy_delay_s
-        profiles = [start_py_spy(site.process.pid, base.with_suffix(".txt"), duration, "raw", delay, args.py_spy_rate),
-                    start_py_spy(site.process.pid, base.with_suffix(".svg"), duration, "flamegraph", delay, args.py_spy_rate)]
+        profiles = [start_py_spy(site.process.pid, base.with_suffix(".txt"), duration, "raw", delay, args.py_spy_rate, args.py_spy_gil),
+                    start_py_spy(site.process.pid, base.with_suffix(".svg"), duration, "flamegraph", delay, args.py_spy_rate,
+                                args.py_spy_gil)]
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_process(pids, stop))
     threads0 = thread_cpu_seconds_all(pids)
@@ -313,6 +314,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment of the site (e.g. CHAT_SAVE_INTERVAL=3600); repeatable")
     parser.add_argument("--py-spy", default="", help="profile the site during the streams: PATH.txt (raw) + PATH.svg")
+    parser.add_argument("--py-spy-gil", action="store_true", help="sample only the thread holding the GIL")
     parser.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--py-spy-s", type=float, default=20, help="seconds of profile from the first start")
     parser.add_argument("--py-spy-delay-s", type=float, default=0,

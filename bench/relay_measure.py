@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import shlex
 import subprocess
 import sys
@@ -89,11 +88,12 @@ async def sample_process(pids: list[int], stop: asyncio.Event, interval: float =
     return {"rss_kb_peak": peak, "samples": samples}
 
 
-def start_py_spy(pid: int, path: Path, duration: int, fmt: str, delay: float = 0, rate: int = 100) -> subprocess.Popen:
+def start_py_spy(pid: int, path: Path, duration: int, fmt: str, delay: float = 0, rate: int = 100,
+                 gil: bool = False) -> subprocess.Popen:
     py_spy = Path(sys.executable).with_name("py-spy")
     wait = ["sleep", str(delay), "&&"] if delay > 0 else []
     command = [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--duration", str(duration), "--rate", str(rate),
-         "--nonblocking", *(["--gil"] if os.environ.get("XX_GIL") else []), "--format", fmt, "-o", str(path)] + (["--threads"] if fmt == "raw" else [])
+         "--nonblocking", *(["--gil"] if gil else []), "--format", fmt, "-o", str(path)] + (["--threads"] if fmt == "raw" else [])
     if wait:  # start later: the steady state of the streams rather than their start
         return subprocess.Popen(["sh", "-c", " ".join(wait + [shlex.quote(c) for c in command])],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
