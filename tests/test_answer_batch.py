@@ -63,3 +63,35 @@ async def test_new_chats_through_the_socket_use_the_batch(make_user, emulator):
         await ws.disconnect()
     assert [f["type"] for f in frames[:3]] == ["conversation", "message", "message"]
     assert frames[1]["ref"] == "r" and frames[-1]["status"] == "complete"
+
+
+def test_rows_insert_writes_what_bulk_create_would(make_user, monkeypatch):
+    from django.forms.models import model_to_dict
+
+    from chat.services import db
+
+    monkeypatch.setattr(db, "INSERT_ROWS_MAX", 2)  # 5 rows: three statements
+    ann = make_user("ann")
+    ours = [Conversation(owner=ann, title=f"t{i}", model="m", pinned=i % 2 == 0) for i in range(5)]
+    theirs = [Conversation(owner=ann, title=f"t{i}", model="m", pinned=i % 2 == 0) for i in range(5)]
+    db.rows_insert(ours)
+    Conversation.objects.bulk_create(theirs)
+    assert [c.pk for c in ours] == sorted(c.pk for c in ours)
+    assert all(not c._state.adding and c._state.db == "default" for c in ours)
+    for mine, other in zip(ours, theirs, strict=True):
+        saved = Conversation.objects.get(pk=mine.pk)
+        assert model_to_dict(saved, exclude=["id"]) == model_to_dict(
+            Conversation.objects.get(pk=other.pk), exclude=["id"]
+        )
+        assert saved.created_at == mine.created_at and saved.updated_at == mine.updated_at
+    questions = [Message(conversation=c, role=Message.Role.USER, content="q\x01é") for c in ours]
+    db.rows_insert(questions)
+    answers = [
+        Message(conversation=q.conversation, parent=q, role=Message.Role.ASSISTANT, status=Message.Status.PENDING)
+        for q in questions
+    ]
+    db.rows_insert(answers)
+    for answer in answers:
+        saved = Message.objects.get(pk=answer.pk)
+        assert (saved.role, saved.status, saved.parent.content) == ("assistant", "pending", "q\x01é")
+        assert saved.created_at == answer.created_at

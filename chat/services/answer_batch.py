@@ -23,7 +23,7 @@ from django.db import transaction
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.answers import Begun
 from chat.services.conversations import answers_finish
-from chat.services.db import concurrent_on_postgres
+from chat.services.db import concurrent_on_postgres, rows_insert
 from chat.services.history import upstream_messages
 from chat.services.limits import LimitExceeded, allowance_check, users_limits, users_usage
 from chat.services.titles import title_from_text
@@ -63,34 +63,31 @@ def answers_begin_new(*, chats: list[NewChat]) -> list[Begun | LimitExceeded]:
         accepted.append((index, chat, allowance))
     if not accepted:
         return results
+    conversations = [_conversation(chat, defaults.get(chat.user.pk)) for _, chat, _ in accepted]
     with transaction.atomic():
-        conversations = Conversation.objects.bulk_create(
-            [_conversation(chat, defaults.get(chat.user.pk)) for _, chat, _ in accepted]
-        )
-        questions = Message.objects.bulk_create(
-            [
-                Message(
-                    conversation=conversation,
-                    role=Message.Role.USER,
-                    content=chat.content,
-                    status=Message.Status.COMPLETE,
-                )
-                for (_, chat, _), conversation in zip(accepted, conversations, strict=True)
-            ]
-        )
-        answers = Message.objects.bulk_create(
-            [
-                Message(
-                    conversation=conversation,
-                    parent=question,
-                    role=Message.Role.ASSISTANT,
-                    content="",
-                    status=Message.Status.PENDING,
-                    model=chat.model or conversation.model,
-                )
-                for (_, chat, _), conversation, question in zip(accepted, conversations, questions, strict=True)
-            ]
-        )
+        rows_insert(conversations)
+        questions = [
+            Message(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=chat.content,
+                status=Message.Status.COMPLETE,
+            )
+            for (_, chat, _), conversation in zip(accepted, conversations, strict=True)
+        ]
+        rows_insert(questions)
+        answers = [
+            Message(
+                conversation=conversation,
+                parent=question,
+                role=Message.Role.ASSISTANT,
+                content="",
+                status=Message.Status.PENDING,
+                model=chat.model or conversation.model,
+            )
+            for (_, chat, _), conversation, question in zip(accepted, conversations, questions, strict=True)
+        ]
+        rows_insert(answers)
     written = zip(accepted, conversations, questions, answers, strict=True)
     for (index, _, allowance), conversation, question, answer in written:
         results[index] = Begun(

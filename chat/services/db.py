@@ -7,6 +7,7 @@ import functools
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import connections
+from django.utils import timezone
 
 
 def concurrent_on_postgres(func):
@@ -56,3 +57,62 @@ def rows_update(
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+# Rows per INSERT statement: far below every backend's limit on parameters.
+INSERT_ROWS_MAX = 500
+
+
+def rows_insert(objs: list) -> None:
+    """Insert unsaved model instances of one model and set their primary keys,
+    like `bulk_create`, in one multi-row INSERT ... RETURNING per 500 rows.
+
+    The ORM's insert compiler runs a chain of calls for every field of every
+    row (about 0.1 ms a row: a third of starting a hundred answers at once);
+    here each value is converted once, by the field's own database converter,
+    and `auto_now`/`auto_now_add` fields get one timestamp for the batch. Only
+    for plain models: no multi-table inheritance, no signals, no expressions
+    as values.
+    """
+    if not objs:
+        return
+    connection = connections["default"]
+    meta = objs[0]._meta
+    if not connection.features.can_return_rows_from_bulk_insert:  # e.g. SQLite before 3.35
+        type(objs[0])._default_manager.bulk_create(objs)
+        return
+    fields = [field for field in meta.concrete_fields if field is not meta.pk]
+    now = timezone.now()
+    stamped = [field for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)]
+    for obj in objs:
+        for field in stamped:
+            setattr(obj, field.attname, now)
+    stamp = {field.attname: field.get_db_prep_save(now, connection) for field in stamped}
+    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    returning = f" RETURNING {quote(meta.pk.column)}"
+    # A value a field's converter would hand on unchanged needs no call.
+    converters = [
+        (field.get_db_prep_save, field.attname)
+        if field.attname not in stamp
+        and field.get_internal_type() in ("DateTimeField", "DateField", "JSONField", "DecimalField", "UUIDField")
+        else (None, field.attname)
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), INSERT_ROWS_MAX):
+            chunk = objs[start : start + INSERT_ROWS_MAX]
+            params = []
+            for obj in chunk:
+                for convert, attname in converters:
+                    if attname in stamp:
+                        params.append(stamp[attname])
+                        continue
+                    value = getattr(obj, attname)
+                    params.append(convert(value, connection) if convert is not None else value)
+            cursor.execute(head + ", ".join([row_sql] * len(chunk)) + returning, params)
+            for obj, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
+                obj.pk = pk
+                obj._state.adding = False
+                obj._state.db = connection.alias
