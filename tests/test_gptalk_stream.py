@@ -89,6 +89,7 @@ def test_content_delta_extension_unchanged_and_rewrite():
 def test_parse_line_reads_content_and_ignores_other_lines():
     assert parse_line(b'data: {"content": "hi", "unknown": [1]}') == "hi"
     assert parse_line(b'data: {"content": "hi"}\r') == "hi"
+    assert parse_line(b'data: {"content": "\\u00e9t\xc3\xa9 \\ud83d\\ude00"}') == "\u00e9t\u00e9 \U0001f600"
     assert parse_line(b"") is None
     assert parse_line(b"\r") is None
     assert parse_line(b": keep-alive comment") is None
@@ -108,6 +109,8 @@ def test_parse_line_reads_content_and_ignores_other_lines():
         b'data: {"text": "hi"}',
         b'data: {"content": 42}',
         b'data: {"content": null}',
+        # Text no database or socket can carry: refused here, not at the save.
+        b'data: {"content": "a\\ud800b"}',
     ],
 )
 def test_malformed_data_lines_raise_protocol_error(line):

@@ -73,3 +73,12 @@ def test_writes_go_out_at_once_and_queue_only_what_the_kernel_refuses():
     assert result["queued_after_big"] == 1  # the rest of 10 MB waits for the socket, in Twisted's queue
     assert result["length"][0] == result["length"][1]
     assert result["same"] is True
+
+
+def test_autobahn_formats_its_per_frame_log_lines_without_colors():
+    out = subprocess.run(
+        [sys.executable, "-c", ("from chat import transport; transport.install(); "
+                                "from autobahn.util import hltype; print(hltype(transport.install))")],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.stdout.strip() == "<chat.transport.install>", out.stderr
