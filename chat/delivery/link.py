@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 
 from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer
 from redis.exceptions import RedisError
 
 from chat import events
 
 logger = logging.getLogger(__name__)
+
+# The started links of each in-memory layer (see LayerLink.solo).
+_LINKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # Seconds between tries of a listener whose layer failed (doubling up to the second).
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0
@@ -39,7 +44,17 @@ class LayerLink:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
+    @property
+    def solo(self) -> bool:
+        """No other link can hear this one: an in-memory layer reaches no other
+        process, and no other hub of this process uses it. What the hub sends to
+        a group would then only come back to its own listener, to be dropped (a
+        deep copy and a wake-up per message, `done` and title). Views still
+        send to user groups through the layer: the groups are joined as ever."""
+        return isinstance(self.layer, InMemoryChannelLayer) and len(_LINKS.get(self.layer, ())) <= 1
+
     async def start(self) -> None:
+        _LINKS.setdefault(self.layer, weakref.WeakSet()).add(self)
         self.channel = await self.layer.new_channel()
         self._tasks = [
             asyncio.create_task(self._listen(), name="layer-listen"),
@@ -52,11 +67,14 @@ class LayerLink:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self.channel = None
+        _LINKS.get(self.layer, set()).discard(self)
 
     # ---- sending -------------------------------------------------------------------
 
     async def group_send(self, group: str, event: dict) -> None:
-        await self.call(self.layer.group_send, group, event)
+        """An event of this process for the others in `group` (none when solo)."""
+        if not self.solo:
+            await self.call(self.layer.group_send, group, event)
 
     def send_later(self, channel: str, event: dict) -> None:
         """Queue an event for another process: it goes with whatever else queued
