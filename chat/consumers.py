@@ -122,6 +122,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def encode_json(cls, content) -> str:
         return encode(content)
 
+    async def dispatch(self, message) -> None:
+        """channels closes stale database connections before every message, by
+        a trip through the database thread: a frame would first wait there
+        behind whatever that thread is writing (a batch of a hundred starts)
+        before its answer's upstream request could go out. Frames skip it; the
+        answers' manager does the same check once a second for that thread,
+        and connect and disconnect keep it."""
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     # ---- websocket handlers --------------------------------------------------
 
     async def connect(self) -> None:

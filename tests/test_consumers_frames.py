@@ -199,3 +199,21 @@ def test_answer_frames_skip_the_session_wrapper_which_only_acts_on_http():
     outer = InstanceSessionWrapper({"cookies": {}, "session": inner.scope["session"]}, inner.send)
     assert _frame_send(outer.send) is server_send
     assert _frame_send(server_send) is server_send
+
+
+async def test_frames_are_handled_while_the_database_thread_is_busy(alice_ws, emulator):
+    """A frame never waits for the database thread before its handler runs
+    (channels' per-message connection check would queue it there): an answer's
+    upstream request must not wait behind a batch of writes."""
+    import asyncio
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    busy = asyncio.ensure_future(sync_to_async(time.sleep)(3))  # the one database thread, occupied
+    await asyncio.sleep(0.1)
+    await alice_ws.send_to(text_data="{not json")
+    frame = await alice_ws.receive_json_from(timeout=2)
+    assert frame["type"] == "error" and frame["code"] == "bad_json"
+    assert not busy.done()
+    await busy

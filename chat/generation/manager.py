@@ -9,6 +9,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
+from channels.db import aclose_old_connections
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
@@ -173,6 +174,12 @@ class GenerationManager:
                 await self.flush()
             except Exception:  # a failed save is retried next round
                 logger.exception("saving answers in progress failed")
+            # The database thread's connections are checked here, once a
+            # second, rather than before every websocket frame (ChatConsumer.dispatch).
+            try:
+                await aclose_old_connections()
+            except Exception:
+                logger.exception("closing stale database connections failed")
 
     async def flush(self) -> int:
         """Save every answer in progress that has new text (about once a second)
