@@ -165,13 +165,14 @@ class Hub:
         self, event: dict, *, group: str, ref_socket=None, ref: str | None = None, remotes=()
     ) -> None:
         """A message, `done` or conversation event of this process: to its own
-        sockets now, and to the other processes through the layer. `remotes`,
-        the processes following the answer, get it after its last deltas too
-        (the group's copy may overtake them)."""
+        sockets now, and to the other processes through the layer, queued
+        behind the deltas already queued for them (LayerLink.group_send_later).
+        `remotes`, the processes following the answer, also get it directly,
+        in the batch with its last deltas."""
         self._local(event, ref_socket=ref_socket, ref=ref)
         for channel in remotes:
             self.link.send_later(channel, event)
-        await self.link.group_send(group, {**event, "origin": self.channel})
+        self.link.group_send_later(group, {**event, "origin": self.channel})
 
     def _local(self, event: dict, *, ref_socket=None, ref: str | None = None) -> None:
         kind = event["type"]

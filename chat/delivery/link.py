@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 # The started links of each in-memory layer (see LayerLink.solo).
 _LINKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# Group events waiting for the layer at most (an outage that outlasts them
+# loses the oldest, as it loses every event; the followers heal by snapshot).
+GROUP_QUEUE_MAX = 10_000
+
 # Seconds between tries of a listener whose layer failed (doubling up to the second).
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0
 
@@ -40,6 +44,7 @@ class LayerLink:
         self.channel: str | None = None
         self.groups: dict[str, int] = {}  # groups joined → how many needs of this process
         self.outgoing: dict[str, list[dict]] = {}  # other processes' channels → events
+        self.group_outgoing: list[tuple[str, dict]] = []  # (group, event), in order
         self.down = False
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -76,6 +81,18 @@ class LayerLink:
         if not self.solo:
             await self.call(self.layer.group_send, group, event)
 
+    def group_send_later(self, group: str, event: dict) -> None:
+        """Queue an event for the others in `group`: sent by the forwarding task
+        after the batches queued before it (the deltas that precede it), so
+        that no caller waits for a round trip to Redis per message, `done` or
+        title. Nothing is queued when solo; in an outage the oldest go first."""
+        if self.solo:
+            return
+        if len(self.group_outgoing) >= GROUP_QUEUE_MAX:
+            del self.group_outgoing[0]  # lost as in any outage: the followers heal
+        self.group_outgoing.append((group, event))
+        self._wake.set()
+
     def send_later(self, channel: str, event: dict) -> None:
         """Queue an event for another process: it goes with whatever else queued
         for it meanwhile, in one message, in order."""
@@ -91,8 +108,11 @@ class LayerLink:
             await self._wake.wait()
             self._wake.clear()
             outgoing, self.outgoing = self.outgoing, {}
+            grouped, self.group_outgoing = self.group_outgoing, []
             for channel, batch in outgoing.items():
                 await self.call(self.layer.send, channel, {"type": events.BATCH, "events": batch})
+            for group, event in grouped:
+                await self.call(self.layer.group_send, group, event)
 
     async def call(self, method: Callable[..., Awaitable], *args) -> bool:
         """A layer call that may fail (Redis away): logged once per outage, never raised."""
