@@ -206,14 +206,23 @@ async def test_frames_are_handled_while_the_database_thread_is_busy(alice_ws, em
     (channels' per-message connection check would queue it there): an answer's
     upstream request must not wait behind a batch of writes."""
     import asyncio
-    import time
+    import threading
 
     from asgiref.sync import sync_to_async
 
-    busy = asyncio.ensure_future(sync_to_async(time.sleep)(3))  # the one database thread, occupied
-    await asyncio.sleep(0.1)
-    await alice_ws.send_to(text_data="{not json")
-    frame = await alice_ws.receive_json_from(timeout=2)
-    assert frame["type"] == "error" and frame["code"] == "bad_json"
-    assert not busy.done()
-    await busy
+    started, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        started.set()
+        release.wait(30)
+
+    busy = asyncio.ensure_future(sync_to_async(occupy)())  # the one database thread, occupied
+    assert await asyncio.to_thread(started.wait, 10)
+    try:
+        await alice_ws.send_to(text_data="{not json")
+        frame = await alice_ws.receive_json_from(timeout=10)
+        assert frame["type"] == "error" and frame["code"] == "bad_json"
+        assert not busy.done()
+    finally:
+        release.set()
+        await busy
