@@ -178,7 +178,7 @@ class GenerationManager:
             # second, rather than before every websocket frame (ChatConsumer.dispatch).
             try:
                 await aclose_old_connections()
-            except Exception:
+            except Exception:  # the database away: this loop must outlive it, like the saves
                 logger.exception("closing stale database connections failed")
 
     async def flush(self) -> int:
