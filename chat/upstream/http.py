@@ -34,8 +34,8 @@ import aiohttp
 import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from httpx_aiohttp import AiohttpTransport
 
+from .client import CookielessAiohttpTransport, UpstreamClient
 from .errors import StreamIncomplete, UpstreamError, UpstreamUnavailable
 
 # httpx-aiohttp maps most aiohttp errors to httpx ones, but re-raises the rest.
@@ -119,53 +119,6 @@ def config_load(
     )
 
 
-class _NoCookies(httpx.Cookies):
-    """A cookie jar that stays empty (see UpstreamClient)."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        pass
-
-    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
-        raise TypeError("The upstream clients keep no cookies.")
-
-
-_NO_COOKIES = _NoCookies()
-
-
-class UpstreamClient(httpx.AsyncClient):
-    """An httpx client that keeps no cookies.
-
-    The upstream APIs authenticate with tokens and keys, never with cookies,
-    and one pool serves every user of the site: a cookie kept from one user's
-    request must not ride along on another's. Skipping httpx's cookie
-    bookkeeping (a urllib request built for every response) also saves about
-    a sixth of what starting an answer costs the process (docs/performance.md).
-    Cookies passed to a request itself are still sent.
-    """
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        if cookies:
-            raise TypeError("The upstream clients keep no cookies.")
-
-
-class _CookielessAiohttpTransport(AiohttpTransport):
-    """httpx-aiohttp's transport on an aiohttp session with no cookie jar
-    (aiohttp keeps cookies of its own, under httpx's: see UpstreamClient)."""
-
-    def get_client(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            keepalive_timeout=self.limits.keepalive_expiry,
-            ssl=self.ssl_context,
-            limit=self.limits.max_connections or 0,
-        )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
-
-
 def client_create(*, proxy: str | None, transport: str) -> httpx.AsyncClient:
     """A new client for one (proxy, transport); the caller owns and closes it.
 
@@ -183,7 +136,7 @@ def client_create(*, proxy: str | None, transport: str) -> httpx.AsyncClient:
         # With an explicit transport, httpx would send proxied requests through
         # its own proxy transport (AsyncClient._init_proxy_transport): so the
         # AiohttpTransport does the proxying itself and the client gets no proxy.
-        aiohttp_transport = _CookielessAiohttpTransport(
+        aiohttp_transport = CookielessAiohttpTransport(
             limits=limits, trust_env=False, proxy=httpx.Proxy(proxy) if proxy else None
         )
         return UpstreamClient(transport=aiohttp_transport, timeout=timeout, trust_env=False)

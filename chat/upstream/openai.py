@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from .client import response_chunks
 from .errors import (
     AuthError,
     ModelNotFound,
@@ -218,8 +219,8 @@ class OpenAIClient:
                     await response.aread()
                     yield self._whole_answer(response, usage=usage)
                     return
-                # httpx annotates aiter_bytes() as an iterator; it is an async generator.
-                async with contextlib.aclosing(response.aiter_bytes()) as parts:  # type: ignore[type-var]
+                # httpx annotates its byte iterators as iterators; they are async generators.
+                async with contextlib.aclosing(response_chunks(response)) as parts:  # type: ignore[type-var]
                     async for part in parts:
                         for delta in chunks.feed(part):
                             yield delta
