@@ -109,8 +109,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200])
     parser.add_argument("--transports", nargs="+", default=["aiohttp", "httpx"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="as `manage.py serve --loop`")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # a plain script: env settings only
 
     process, url = None, args.url
