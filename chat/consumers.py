@@ -6,6 +6,7 @@ chat.generation, not here: this consumer only starts, stops and watches them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ from chat.serializers import conversation_data, message_data
 from chat.services.answer_batch import NewChat, new_chat_queue
 from chat.services.answers import NEWEST, Busy, NotAnAnswer, answer_begin, answer_regenerate
 from chat.services.limits import Allowance, LimitExceeded, allowance_get
+from chat.signouts import CLOSE_SIGNED_OUT, session_digest, session_user_id
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +155,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.hub = self.manager.hub
         await self.manager.ensure_started()
         self.user_id = user.pk
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        self.session_checks: set[asyncio.Task] = set()
         self.allowance = await allowance_get(user=user)
         await self.hub.socket_add(self)
         await self.accept()
@@ -161,6 +166,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.user_id is not None:
             await self.hub.socket_remove(self)
             self.out.clear()
+            for task in self.session_checks:
+                task.cancel()
+
+    def session_event(self, event: dict) -> None:
+        """A session of this user ended, or the account changed (chat/signouts.py)."""
+        task = asyncio.create_task(self._session_check(event["ended"]))
+        self.session_checks.add(task)
+        task.add_done_callback(self.session_checks.discard)
+
+    async def _session_check(self, ended: str | None) -> None:
+        if ended != session_digest(self.session_key) and await session_user_id(self.session_key) == self.user_id:
+            return
+        logger.info("closing a websocket of user %s: its session ended", self.user_id)
+        await self.close(code=CLOSE_SIGNED_OUT)
 
     async def send_frame(self, frame) -> None:
         """Send one frame the hub made (chat.follow: a dict, or a v2 bare delta)."""

@@ -20,6 +20,7 @@ DONE = "chat.done"  # message, conversation, status, content, error, [seq], [mod
 MESSAGE = "chat.message"  # message (serialized)
 CONVERSATION = "chat.conversation"  # conversation (serialized), user
 BATCH = "chat.batch"  # events: deltas of one answer for one remote process, in order
+SESSIONS = "user.sessions"  # user, ended: digest of a session that ended, or None (chat/signouts.py)
 
 # Requests to the process that runs an answer (sent to its generation group).
 STOP = "generation.stop"  # message
@@ -88,3 +89,9 @@ def message(*, data: dict) -> dict:
 def conversation(*, data: dict, user: int) -> dict:
     """A conversation of `user` was created or changed (its sidebar entry)."""
     return {"type": CONVERSATION, "conversation": data, "user": user}
+
+
+def sessions(*, user: int, ended: str | None) -> dict:
+    """A session of `user` ended (`ended`: its digest), or the account changed
+    (None): the user's sockets check their sessions (chat/signouts.py)."""
+    return {"type": SESSIONS, "user": user, "ended": ended}

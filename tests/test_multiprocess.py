@@ -8,6 +8,7 @@ land on alternate processes (least_conn), which each test checks.
 """
 
 import asyncio
+import re
 import time
 from contextlib import ExitStack
 
@@ -189,3 +190,34 @@ def test_killing_the_process_leaves_an_interrupted_answer_the_other_shows(cluste
     assert content and set(content) == {"k"}, "the text saved before the crash is kept"
     answer = next(m for m in history["messages"] if m["id"] == message_id)
     assert answer["status"] == "interrupted" and answer["content"] == content
+
+
+def test_logging_out_closes_the_sessions_sockets_on_every_process(cluster):
+    """The logout reaches one process over HTTP; the socket on the other hears
+    it through Redis (chat/signouts.py)."""
+    from chat.signouts import CLOSE_SIGNED_OUT
+
+    sites, cookie, _ = cluster
+
+    async def scenario():
+        first, first_process = await sites.open(cookie)
+        second, second_process = await sites.open(cookie)
+        assert first_process is not second_process, "least_conn sent both sockets to one process"
+        person = Browser(sites.proxy)
+        try:
+            person.client.cookies.update(dict(part.split("=", 1) for part in cookie.split("; ")))
+            page = person.client.get("/")  # the chat page's logout form carries the CSRF token
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            response = person.client.post(
+                "/accounts/logout/", data={"csrfmiddlewaretoken": token}, headers={"Referer": sites.proxy.url + "/"}
+            )
+            assert response.status_code == 302
+        finally:
+            person.close()
+        codes = []
+        for socket in (first, second):
+            await asyncio.wait_for(socket.connection.wait_closed(), timeout=10)
+            codes.append(socket.connection.close_code)
+        return codes
+
+    assert asyncio.run(scenario()) == [CLOSE_SIGNED_OUT, CLOSE_SIGNED_OUT]

@@ -101,7 +101,8 @@ class Hub:
 
     async def socket_add(self, sock) -> None:
         """A socket opened. It needs: `follower`, `out` (list), `user_id`,
-        `paused`, `queued` and `async send_frame(frame)`."""
+        `paused`, `queued`, `async send_frame(frame)` and
+        `session_event(event)` (chat/signouts.py)."""
         self.by_user.setdefault(sock.user_id, set()).add(sock)
         await self.link.join(events.user_group(sock.user_id))
 
@@ -332,6 +333,9 @@ class Hub:
             self._local(event)
         elif kind == events.FOLLOW:
             self.follow_request(event["message"], event["reply_to"])
+        elif kind == events.SESSIONS:
+            for sock in list(self.by_user.get(event["user"], ())):
+                sock.session_event(event)
         elif kind == events.STOP:
             self.on_stop(event["message"])
 

@@ -322,3 +322,18 @@ def test_password_reset_without_mail_says_to_ask_an_administrator(open_page, liv
     page.get_by_role("link", name="Forgot your password?").click()
     expect(page.locator("#reset-no-mail")).to_contain_text("Ask an administrator")
     expect(page.locator("input[name='email']")).to_have_count(0)
+
+
+def test_logging_out_in_one_tab_signs_the_other_tab_out_at_once(open_page, live_site):
+    """The other tab's socket is closed by the server (the session ended), and
+    the page says so with a login link, instead of chatting on unauthenticated."""
+    cookies = live_site.new_user("two-tabs")
+    chat = open_page(cookies=cookies)
+    chat.wait_for_function("() => document.getElementById('banner').hidden")  # its socket is open
+    other = open_page(cookies=cookies)
+    other.get_by_role("button", name="Log out").click()
+    other.wait_for_url(re.compile(r".*/accounts/login/"))
+    banner = chat.locator("#banner[data-kind='signed-out']")
+    expect(banner).to_be_visible(timeout=5_000)
+    expect(banner.locator("a")).to_have_attribute("href", re.compile(r"^/accounts/login/\?next="))
+    chat.screenshot(path=artifact_path("signed-out-elsewhere.png"))

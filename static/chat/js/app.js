@@ -11,6 +11,8 @@ import { ChatSocket } from "./socket.js";
 import { Thread } from "./thread.js";
 
 const SITE_NAME = "GPTalk Chat";
+// The close code of a socket whose session ended (docs/websocket-protocol.md).
+const SIGNED_OUT_CLOSE = 4401;
 
 export class ChatApp {
   constructor(config, initialMessages) {
@@ -158,12 +160,14 @@ export class ChatApp {
     this.updateMode();
   }
 
-  onClose({ wasOpen, failures }) {
+  onClose({ wasOpen, failures, code }) {
     this.composer.setOnline(false);
     this.thread.markUncertain();
     this.notices.setConnection("offline");
     this.awaiting = null;
-    if (!wasOpen && failures >= 3) this.checkSession();
+    // The server ended the socket because its session ended (logged out
+    // elsewhere, password changed, account closed): ask the page at once.
+    if (code === SIGNED_OUT_CLOSE || (!wasOpen && failures >= 3)) this.checkSession();
     this.updateMode();
   }
 

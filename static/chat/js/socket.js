@@ -6,7 +6,7 @@ const STABLE_MS = 5_000;
 
 /**
  * A websocket to `path` on this page's host (ws: or wss: to match the page).
- * handlers: onOpen(), onFrame(object), onClose({wasOpen, failures}).
+ * handlers: onOpen(), onFrame(object), onClose({wasOpen, failures, code}).
  * After a drop it retries after 0.5 s, 1 s, 2 s ... up to 10 s, each delay
  * jittered to between half and all of it so that a restarted server is not
  * hit by every tab at the same instant.
@@ -55,14 +55,14 @@ export class ChatSocket {
         this.handlers.onFrame(frame);
       }
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
       // A socket that lived a while resets the backoff; one that failed or
       // was dropped at once (server refusing us) keeps backing off.
       if (opened && Date.now() - openedAt > STABLE_MS) this.failures = 0;
       else this.failures += 1;
-      this.handlers.onClose({ wasOpen: opened, failures: this.failures });
+      this.handlers.onClose({ wasOpen: opened, failures: this.failures, code: event.code });
       this.scheduleReconnect();
     });
   }
