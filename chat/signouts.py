@@ -21,22 +21,17 @@ differs). The browser, refused on reconnecting, says "You were signed out".
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 from importlib import import_module
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
 from django.db import transaction
 from django.utils.crypto import constant_time_compare
 
 from chat import events
-
-logger = logging.getLogger(__name__)
+from chat.delivery.link import user_tell
 
 # Close code of a socket whose session ended (docs/websocket-protocol.md).
 CLOSE_SIGNED_OUT = 4401
@@ -77,25 +72,7 @@ def session_user_id(session_key: str | None) -> int | None:
 def announce(*, user_id: int, ended_session: str | None = None) -> None:
     """Tell the user's sockets, once the current transaction (if any) commits."""
     event = events.sessions(user=user_id, ended=session_digest(ended_session))
-    transaction.on_commit(lambda: _send(event))
-
-
-def _send(event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    group = events.user_group(event["user"])
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    try:
-        if loop is None:
-            async_to_sync(layer.group_send)(group, event)
-        else:  # called from async code (a test, a consumer): no blocking here
-            loop.create_task(layer.group_send(group, event))
-    except Exception:  # a lost Redis: the sockets' sessions are still checked on reconnect
-        logger.exception("could not tell user %s's sockets that a session ended", event["user"])
+    transaction.on_commit(lambda: user_tell(user_id, event))
 
 
 # ---- signal receivers (connected in chat/apps.py) -------------------------------------

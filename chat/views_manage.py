@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from functools import wraps
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -21,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import events
+from chat.delivery.link import user_tell
 from chat.selectors import NotFound, conversation_get, message_list, shared_conversation_get
 from chat.selectors.search import conversation_search
 from chat.serializers import conversation_data, message_data
@@ -79,13 +78,7 @@ def _conversation_json(request: HttpRequest, conversation) -> dict:
 
 def _tell_other_tabs(request: HttpRequest, conversation) -> None:
     """Send the changed conversation to every socket of its owner (other tabs, devices)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    async_to_sync(layer.group_send)(
-        events.user_group(request.user.pk),
-        events.conversation(data=conversation_data(conversation), user=request.user.pk),
-    )
+    user_tell(request.user.pk, events.conversation(data=conversation_data(conversation), user=request.user.pk))
 
 
 # ---- reading and writing one conversation -----------------------------------

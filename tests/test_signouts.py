@@ -153,3 +153,72 @@ async def test_the_session_check_deletes_no_session(alice):
     assert await sync_to_async(Session.objects.filter(session_key=key).exists)()
     assert await session_user_id("no-such-session") is None
     assert await session_user_id(None) is None
+
+
+# ---- telling a user's sockets from a request, when Redis misbehaves ------------------
+
+
+@pytest.fixture
+def silent_redis():
+    """A TCP server that accepts connections and never answers (a hung Redis)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def _refused_url() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing listens
+
+
+@pytest.mark.parametrize("redis", ["silent", "refused"])
+def test_a_request_is_not_held_by_a_redis_that_fails(settings, silent_redis, redis, caplog):
+    """Logging out (or renaming a chat) tells the user's sockets through the
+    layer; a Redis that refuses or never answers is logged, and the request
+    goes on (the sockets' sessions are checked again when they reconnect)."""
+    import threading
+
+    from channels.layers import channel_layers
+
+    from chat import events
+    from chat.delivery.link import USER_TELL_TIMEOUT, user_tell
+
+    url = silent_redis if redis == "silent" else _refused_url()
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                                           "CONFIG": {"hosts": [url]}}}  # fmt: skip
+    channel_layers.backends.clear()
+    try:
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (user_tell(1, events.sessions(user=1, ended=None)), done.set()))
+        thread.start()
+        # Generous: only a request held for good fails this.
+        assert done.wait(USER_TELL_TIMEOUT * 10), "the request is still waiting for Redis"
+        thread.join()
+    finally:
+        channel_layers.backends.clear()
+    assert "could not tell user 1's sockets about user.sessions" in caplog.text

@@ -15,8 +15,9 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable
 
+from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
-from channels.layers import InMemoryChannelLayer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from redis.exceptions import RedisError
 
 from chat import events
@@ -32,6 +33,39 @@ GROUP_QUEUE_MAX = 10_000
 
 # Seconds between tries of a listener whose layer failed (doubling up to the second).
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0
+
+# A request that tells the sockets of a user (user_tell) waits this long for
+# the layer at most: a Redis that does not answer must not hold the page.
+USER_TELL_TIMEOUT = 2.0
+
+
+def user_tell(user_id: int, event: dict) -> None:
+    """From sync code (a view, a signal handler): send `event` to every process
+    with a socket of `user_id`. A layer that fails or does not answer within
+    USER_TELL_TIMEOUT is logged, never raised: the sockets catch up when they
+    reconnect or reopen the conversation."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    async def send() -> None:
+        try:
+            await asyncio.wait_for(layer.group_send(events.user_group(user_id), event), USER_TELL_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - whatever the layer raised, the request goes on
+            logger.warning("could not tell user %s's sockets about %s: %r", user_id, event.get("type"), exc)
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(send)()
+        return
+    # On an event loop's own thread (async code): send without blocking it.
+    task = loop.create_task(send())
+    _TELLING.add(task)
+    task.add_done_callback(_TELLING.discard)
+
+
+_TELLING: set[asyncio.Task] = set()
 
 
 class LayerLink:
