@@ -70,3 +70,17 @@ class PasswordConfirmForm(forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError(_("That is not your password."), code="password_incorrect")
         return password
+
+
+class EmailChangeForm(PasswordConfirmForm):
+    """The address password resets go to (blank: none), on the account page.
+    The current password first: whoever holds a session must not be able to
+    point the account's resets at an inbox of theirs."""
+
+    email = forms.EmailField(
+        label=_("Email (optional)"),
+        required=False,
+        help_text=_("Only used to reset your password if you forget it."),
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    field_order = ["email", "password"]

@@ -1,5 +1,6 @@
-"""/accounts/: a person's own account — password, defaults of new chats,
-the export of all their data, and deleting the account."""
+"""/accounts/: a person's own account — password, the address for password
+resets, defaults of new chats, the export of all their data, and deleting
+the account."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from chat.forms import AccountSettingsForm, PasswordConfirmForm
+from chat.forms import AccountSettingsForm, EmailChangeForm, PasswordConfirmForm
 from chat.providers.registry import models_offered
 from chat.selectors.accounts import account_settings_get
-from chat.services.accounts import account_delete, account_export_zip, account_settings_update
+from chat.services.accounts import (
+    account_delete,
+    account_email_update,
+    account_export_zip,
+    account_settings_update,
+)
 
 
 def _model_choices() -> list[tuple[str, str]]:
@@ -25,7 +31,9 @@ def _model_choices() -> list[tuple[str, str]]:
     return [(m.id, f"{m.name} · {m.provider}" if m.provider not in m.name else m.name) for m in offered]
 
 
-def _page(request: HttpRequest, *, settings_form=None, delete_form=None, status: int = 200) -> HttpResponse:
+def _page(
+    request: HttpRequest, *, settings_form=None, email_form=None, delete_form=None, status: int = 200
+) -> HttpResponse:
     current = account_settings_get(user=request.user)
     if settings_form is None:
         settings_form = AccountSettingsForm(
@@ -42,6 +50,8 @@ def _page(request: HttpRequest, *, settings_form=None, delete_form=None, status:
     context = {
         "settings_form": settings_form,
         "password_form": password_form,
+        "email_form": email_form
+        or EmailChangeForm(user=request.user, prefix="email", initial={"email": request.user.email}),
         "delete_form": delete_form or PasswordConfirmForm(user=request.user, prefix="delete"),
         "conversation_count": request.user.conversations.count(),
     }
@@ -64,6 +74,22 @@ def account(request: HttpRequest) -> HttpResponse:
         custom_instructions=form.cleaned_data["custom_instructions"],
     )
     messages.success(request, _("Saved. New chats start with these settings."))
+    return redirect("account")
+
+
+@require_POST
+@login_required
+def account_email(request: HttpRequest) -> HttpResponse:
+    """Change the address password resets go to, once the password is confirmed."""
+    form = EmailChangeForm(request.POST, user=request.user, prefix="email")
+    if not form.is_valid():
+        return _page(request, email_form=form, status=400)
+    email = form.cleaned_data["email"]
+    account_email_update(user=request.user, email=email)
+    if email:
+        messages.success(request, _("Saved. Password reset links go to this address."))
+    else:
+        messages.success(request, _("Removed. If you forget your password, ask an administrator."))
     return redirect("account")
 
 

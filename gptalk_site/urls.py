@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Before django.contrib.auth.urls so that these are ours.
     path("accounts/", views_account.account, name="account"),
+    path("accounts/email/", views_account.account_email, name="account-email"),
     path("accounts/export/", views_account.account_export, name="account-export"),
     path("accounts/delete/", views_account.account_delete_view, name="account-delete"),
     path("accounts/signup/", chat_views.signup, name="signup"),

@@ -43,7 +43,7 @@ def test_account_page_shows_every_section(client, make_user):
     client.force_login(make_user("heron"))
     body = client.get(reverse("account")).content.decode()
     for marker in ('name="default_model"', 'name="custom_instructions"', 'name="old_password"',
-                   reverse("account-export"), 'name="delete-password"'):
+                   reverse("account-export"), 'name="delete-password"', 'name="email-email"'):
         assert marker in body, marker
 
 
@@ -94,6 +94,34 @@ def test_export_is_one_zip_with_every_chat_in_markdown_and_json(client, make_use
     assert len(exported["messages"]) == 3  # every branch
     markdown = archive.read(next(n for n in names if n.startswith("markdown/"))).decode()
     assert markdown.startswith("# Herons") and "Not mine" not in markdown
+
+
+def test_the_reset_address_changes_only_with_the_password(client, make_user):
+    me = make_user("heron", email="old@example.test")
+    client.force_login(me)
+    page = client.get(reverse("account")).content.decode()
+    assert 'value="old@example.test"' in page
+    refused = client.post(reverse("account-email"), {"email-email": "thief@example.test", "email-password": "wrong"})
+    assert refused.status_code == 400 and "not your password" in refused.content.decode()
+    bad = client.post(reverse("account-email"), {"email-email": "not an address", "email-password": PASSWORD})
+    assert bad.status_code == 400 and 'name="email-email"' in bad.content.decode()
+    me.refresh_from_db()
+    assert me.email == "old@example.test"
+
+    saved = client.post(reverse("account-email"), {"email-email": "new@example.test", "email-password": PASSWORD},
+                        follow=True)  # fmt: skip
+    me.refresh_from_db()
+    assert me.email == "new@example.test" and "Password reset links go to this address" in saved.content.decode()
+    cleared = client.post(reverse("account-email"), {"email-email": "", "email-password": PASSWORD}, follow=True)
+    me.refresh_from_db()
+    assert me.email == "" and "ask an administrator" in cleared.content.decode()
+    assert client.get(reverse("account-email")).status_code == 405
+
+
+def test_the_account_page_in_russian_names_the_reset_address(client, make_user):
+    client.force_login(make_user("heron"))
+    body = client.get(reverse("account"), HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "Куда отправить ссылку для сброса пароля" in body and "Сохранить адрес" in body
 
 
 def test_delete_account_needs_the_password(client, make_user):

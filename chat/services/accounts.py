@@ -80,6 +80,12 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
+def account_email_update(*, user: AbstractBaseUser, email: str) -> None:
+    """The address password resets go to ("" for none)."""
+    user.email = email
+    user.save(update_fields=["email"])
+
+
 def account_delete(*, user: AbstractBaseUser) -> None:
     """Delete the user and everything of theirs: conversations with their
     messages and share links (they cascade), settings, limits, sessions on

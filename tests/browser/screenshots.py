@@ -15,7 +15,7 @@ the real websocket, and saves (one function per scene):
   chat-settings-dark.png  the chat settings dialog (system prompt, share link, export), dark
   chat-search-dark.png  searching the chats (what matched is marked), dark
   shared-light.png   the read-only page behind a share link
-  account-light.png  the account page (defaults of new chats, password, export, delete), whole page
+  account-light.png  the account page (defaults of new chats, password, reset address, export, delete), whole page
 It also checks what it sees (URL replaced after the first answer, Markdown
 rendered, raw HTML from the model shown as text, Retry works) and exits 1 with
 a message when something is wrong.
@@ -337,7 +337,7 @@ def scene_account(s: Session) -> None:
     login(page, s.base, s.rich_url)
     page.click("#account-link")
     page.fill("#id_custom_instructions", "Answer briefly. Prefer Python examples with type hints.")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".notice")).to_be_visible()
     page.mouse.move(0, 0)
     page.screenshot(path=s.out / "account-light.png", full_page=True)
@@ -407,7 +407,7 @@ def account_page(browser, base: str, next_url: str, out: Path, problems: list[st
     login(page, base, next_url)
     page.click("#account-link")
     page.fill("#id_custom_instructions", "Answer briefly. Prefer Python examples with type hints.")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".notice")).to_be_visible()
     page.mouse.move(0, 0)
     page.screenshot(path=out / "account-light.png", full_page=True)

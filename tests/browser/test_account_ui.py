@@ -256,7 +256,7 @@ def test_account_defaults_apply_to_new_chats(open_page, emulator, live_site):
     choice = models[-1]["id"]
     page.select_option("#id_default_model", choice)
     page.fill("#id_custom_instructions", "Always answer in one sentence.")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".notice")).to_contain_text("Saved")
     page.screenshot(path=artifact_path("account-page.png"), full_page=True)
     page.goto(live_site.url + "/")
@@ -271,7 +271,7 @@ def test_account_defaults_apply_to_new_chats(open_page, emulator, live_site):
     page.goto(live_site.url + "/accounts/")
     page.select_option("#id_default_model", "")
     page.fill("#id_custom_instructions", "")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".notice")).to_contain_text("Saved")
 
 
