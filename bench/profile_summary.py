@@ -1,10 +1,14 @@
 """Summarise a py-spy raw profile (collapsed stacks, `--format raw --threads`).
 
     .venv/bin/python bench/profile_summary.py bench/results/profile-memory-500.txt [--duration 20] [--json]
+    .venv/bin/python bench/profile_summary.py PATH.txt --parts [--per-delta-us 150]
 
 Prints (or returns) the share of samples per thread, the functions with the
 most samples on top of the stack (self) and the ones on the stack at all
 (inclusive), as percentages of all samples taken while a thread was active.
+`--parts` sorts every sample into the parts of a relayed delta instead (the
+first part whose marker is on its stack; docs/performance.md), with
+`--per-delta-us` (the run's CPU per delta) as µs per delta too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,33 @@ import json
 import re
 import sys
 from pathlib import Path
+
+# The parts of a relayed delta, each by markers of its code on a stack; a sample
+# counts for the first part that matches (sending comes before the hub that calls it).
+PARTS = [
+    ("the database thread", ("ThreadPoolExecutor", "uvloop_0")),
+    ("sending frames (daphne, autobahn, Twisted, the socket)",
+     ("send_frame", "handle_reply", "sendMessage", "chat/transport.py", "doWrite")),
+    ("reading the upstream (aiohttp, httpx, the GPTalk parser)", ("aiohttp/", "httpx", "chat/upstream/")),
+    ("the hub, the followers, encoding frames", ("chat/delivery/", "chat/follow.py")),
+    ("the generation loop and the provider stream", ("chat/generation/", "chat/providers/")),
+    ("reading frames from the sockets", ("doRead", "ChatConsumer", "channels/")),
+]  # fmt: skip
+REST = "the event loop and the rest"
+
+
+def parts(path: str | Path) -> dict[str, float]:
+    """Share of all samples per part of a relayed delta (PARTS), largest first."""
+    counts: collections.Counter = collections.Counter()
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        name = next((name for name, markers in PARTS if any(m in stack for m in markers)), REST)
+        counts[name] += int(count)
+    total = sum(counts.values()) or 1
+    return {name: n / total for name, n in counts.most_common()}
+
 
 THREAD = re.compile(r"^(process \d+:)?\"?thread \(0x[0-9a-fA-F]+\)\"?$|^thread \(")
 
@@ -52,6 +83,12 @@ def summarise(path: str | Path, *, top: int = 25, rate: float = 100, duration: f
 
 
 def main(argv: list[str]) -> int:
+    if "--parts" in argv:
+        per_delta = float(argv[argv.index("--per-delta-us") + 1]) if "--per-delta-us" in argv else None
+        for name, share in parts(argv[0]).items():
+            us = f"  {share * per_delta:5.1f} µs" if per_delta else ""
+            print(f"{100 * share:5.1f}%{us}  {name}")
+        return 0
     duration = float(argv[argv.index("--duration") + 1]) if "--duration" in argv else None
     summary = summarise(argv[0], duration=duration)
     if "--json" in argv:

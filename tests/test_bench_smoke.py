@@ -91,3 +91,30 @@ def test_soak_smoke(tmp_path):
     for part in ("connect_disconnect", "with_answers"):
         assert result[part]["failures"] == 0, result[part]["failure_samples"]
         assert result[part]["rss_kb_before"] > 0 and result[part]["rss_kb_after"] > 0
+
+
+def test_profile_parts_sort_each_sample_into_one_part(tmp_path):
+    """bench/profile_summary.py --parts: the first matching part wins (sending
+    before the hub that calls it); what matches none is the loop's."""
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        from profile_summary import REST, parts
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+    profile = tmp_path / "p.txt"
+    profile.write_text(
+        "thread (1): MainThread;run (uvloop);Hub.flush (chat/delivery/hub.py:255);"
+        "ChatConsumer.send_frame (chat/consumers.py:167);_write (chat/transport.py:41) 6\n"
+        "thread (1): MainThread;Hub.flush (chat/delivery/hub.py:246) 2\n"
+        "thread (1): MainThread;DeltaStream.feed (chat/upstream/gptalk_stream.py:113) 1\n"
+        "thread (1): MainThread;run (uvloop) 1\n"
+    )
+    shares = parts(profile)
+    assert shares == {
+        "sending frames (daphne, autobahn, Twisted, the socket)": 0.6,
+        "the hub, the followers, encoding frames": 0.2,
+        "reading the upstream (aiohttp, httpx, the GPTalk parser)": 0.1,
+        REST: 0.1,
+    }
+    out = run_script("bench/profile_summary.py", str(profile), "--parts", "--per-delta-us", "100")
+    assert "60.0%   60.0 µs  sending frames" in out.stdout
