@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import statistics
 import subprocess
@@ -63,13 +62,10 @@ def serve(args: argparse.Namespace) -> None:
     Server(application=app, endpoints=[f"tcp:port={args.port}:interface=127.0.0.1"], signal_handlers=True).run()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def one_run(port: int, pid: int, sockets: int, frames: int) -> float:
     import websockets
+
+    from bench.common import cpu_seconds
 
     connections = [await websockets.connect(f"ws://127.0.0.1:{port}/", max_queue=None) for _ in range(sockets)]
     await asyncio.sleep(0.5)
@@ -92,12 +88,6 @@ async def one_run(port: int, pid: int, sockets: int, frames: int) -> float:
     return spent / sum(counts) * 1e6
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sockets", type=int, default=100)
@@ -112,6 +102,9 @@ def main() -> None:
     if args.serve:
         serve(args)
         return
+    # The measuring side only: the served process stays free of the harness.
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.common import free_port, terminate
     print(f"{args.sockets} sockets x {args.frames} frames of 'abcd', {args.interval_ms:g} ms apart")
     print(f"{'server':18s} {'CPU µs per frame (each run)':>30s}   median")
     for name, extra in SERVERS.items():
@@ -131,8 +124,7 @@ def main() -> None:
                     time.sleep(0.1)
             runs = [asyncio.run(one_run(port, server.pid, args.sockets, args.frames)) for _ in range(args.repeat)]
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            terminate(server)
         print(f"{name:18s} {' '.join(f'{r:6.1f}' for r in runs):>30s}   {statistics.median(runs):6.1f}")
 
 
