@@ -40,9 +40,10 @@ class Socket:
         self.user_id = user_id
         self.sent = 0
 
-    async def send_frame(self, frame) -> None:
-        encode(frame)
-        self.sent += 1
+    async def send_frames(self, frames: list) -> None:
+        for frame in frames:
+            encode(frame)
+        self.sent += len(frames)
 
 
 async def measure(sockets: int, deltas: int) -> float:

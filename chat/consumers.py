@@ -29,6 +29,7 @@ from chat.services.answer_batch import NewChat, new_chat_queue
 from chat.services.answers import NEWEST, Busy, NotAnAnswer, answer_begin, answer_regenerate
 from chat.services.limits import Allowance, LimitExceeded, allowance_get
 from chat.signouts import CLOSE_SIGNED_OUT, session_digest, session_user_id
+from chat.transport import text_frame_writer
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One browser tab. Created per socket; `connect` runs at the handshake.
 
     The consumer decodes frames and calls services; the frames of answers
-    reach it from the process's Hub (chat.delivery), which calls `send_frame`.
+    reach it from the process's Hub (chat.delivery), which calls `send_frames`.
     It has no channel-layer channel of its own: the hub receives for all.
     """
 
@@ -151,6 +152,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.queued = False  # in the hub's list of sockets to send to
         self.paused = False  # frames wait (behind a history being read)
         self.frame_send = _frame_send(self.base_send)
+        self.write_frames = text_frame_writer(self.frame_send)
         self.manager = get_manager()
         self.hub = self.manager.hub
         await self.manager.ensure_started()
@@ -181,9 +183,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         logger.info("closing a websocket of user %s: its session ended", self.user_id)
         await self.close(code=CLOSE_SIGNED_OUT)
 
-    async def send_frame(self, frame) -> None:
-        """Send one frame the hub made (chat.follow: a dict, or a v2 bare delta)."""
-        await self.frame_send({"type": "websocket.send", "text": encode(frame)})
+    async def send_frames(self, frames: list) -> None:
+        """Send the frames the hub made for this socket in one loop tick
+        (chat.follow: dicts, or v2 bare deltas): written at once when daphne's
+        connection is plainly open (chat/transport.py), else through daphne."""
+        texts = [encode(frame) for frame in frames]
+        if self.write_frames is not None and self.write_frames(texts):
+            return
+        for text in texts:
+            await self.frame_send({"type": "websocket.send", "text": text})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

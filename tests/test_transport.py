@@ -82,3 +82,89 @@ def test_autobahn_formats_its_per_frame_log_lines_without_colors():
         cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.stdout.strip() == "<chat.transport.install>", out.stderr
+
+
+# A real daphne serving one websocket whose app writes frames through
+# text_frame_writer, interleaved with frames sent the ASGI way; it prints what
+# each write returned once the client has closed.
+DAPHNE_APP = textwrap.dedent(
+    """
+    import json, sys
+    from daphne.server import Server
+    from twisted.internet import reactor
+    from chat import transport
+
+    transport.install()
+    TEXTS = json.loads(sys.stdin.readline())
+    LIMIT = 300_000
+    result = {}
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        write = transport.text_frame_writer(send)
+        result["before_accept"] = write(["too early"])
+        await send({"type": "websocket.accept"})
+        result["writes"] = [write(TEXTS[:5]), write(TEXTS[5:])]
+        await send({"type": "websocket.send", "text": "through daphne"})
+        result["writes"].append(write(["after"]))
+        result["over_limit"] = write(["x" * (LIMIT + 1)])
+        await send({"type": "websocket.close", "code": 4000})
+        result["after_close"] = write(["too late"])
+        await receive()
+        print(json.dumps(result), flush=True)
+        reactor.callLater(0, reactor.stop)
+
+    Server(app, endpoints=[f"tcp:port={sys.argv[1]}:interface=127.0.0.1"], signal_handlers=False,
+           websocket_max_message_size=LIMIT, websocket_max_frame_size=LIMIT,
+           ready_callable=lambda: print("ready", flush=True)).run()
+    """
+)
+
+
+def test_the_frame_writer_sends_what_autobahn_would_and_declines_outside_the_open_state():
+    import asyncio
+
+    import websockets
+
+    from chat.transport import text_frame_writer
+    from tests.fixtures.emulator import free_port
+
+    # Each length encoding of RFC 6455 at its edges, non-ASCII text, an empty frame.
+    texts = ["", "a", "é€😀 " * 10, "x" * 125, "y" * 126, "z" * 65535, "w" * 65536, '{"k":"\\u0000"}', "v" * 200_000]
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-c", DAPHNE_APP, str(port)], cwd=settings.BASE_DIR,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        child.stdin.write(json.dumps(texts) + "\n")
+        child.stdin.close()
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+
+        async def client() -> tuple[list, int | None]:
+            got = []
+            async with websockets.connect(f"ws://127.0.0.1:{port}/", max_size=None) as ws:
+                try:
+                    while True:
+                        got.append(await ws.recv())
+                except websockets.ConnectionClosed:
+                    return got, ws.close_code
+
+        received, close_code = asyncio.run(asyncio.wait_for(client(), 30))
+        child.wait(timeout=30)
+        out, err = child.stdout.read(), child.stderr.read()
+    finally:
+        child.kill()
+    assert received == [*texts, "through daphne", "after"]
+    assert close_code == 4000
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "before_accept": False,  # still connecting: daphne accepts on its own path
+        "writes": [True, True, True],
+        "over_limit": False,  # autobahn refuses a message over the limit, as before
+        "after_close": False,  # closing: autobahn drops it
+    }, err
+
+    async def not_daphne(message):
+        pass
+
+    assert text_frame_writer(not_daphne) is None

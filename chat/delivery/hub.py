@@ -101,7 +101,7 @@ class Hub:
 
     async def socket_add(self, sock) -> None:
         """A socket opened. It needs: `follower`, `out` (list), `user_id`,
-        `paused`, `queued`, `async send_frame(frame)` and
+        `paused`, `queued`, `async send_frames(frames)` and
         `session_event(event)` (chat/signouts.py)."""
         self.by_user.setdefault(sock.user_id, set()).add(sock)
         await self.link.join(events.user_group(sock.user_id))
@@ -252,8 +252,7 @@ class Hub:
                     continue  # `release` queues it again
                 frames, sock.out = sock.out, []
                 try:
-                    for frame in frames:
-                        await sock.send_frame(frame)
+                    await sock.send_frames(frames)
                 except Exception:  # one broken socket must not stop the others
                     logger.exception("sending to a socket failed")
 
