@@ -6,6 +6,7 @@ work to do (hooks, redirects, auth, compressed bodies) httpx does it.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 
@@ -42,6 +43,25 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _stall(request: web.Request) -> web.StreamResponse:
+    """Two events, then nothing: the reader's timeout must end it."""
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(LINES[0] + LINES[1])
+    await asyncio.sleep(3)  # far past the client's read timeout
+    return response
+
+
+async def _cut(request: web.Request) -> web.StreamResponse:
+    """Two events of a chunked body, then the connection drops."""
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(LINES[0] + LINES[1])
+    await asyncio.sleep(0.05)
+    request.transport.close()
+    return response
+
+
 async def _gzipped(request: web.Request) -> web.Response:
     return web.Response(body=gzip.compress(b"".join(LINES)), headers={"content-encoding": "gzip"})
 
@@ -66,6 +86,8 @@ async def server():
     app.router.add_route("*", "/echo", _echo)
     app.router.add_get("/stream", _stream)
     app.router.add_get("/gzipped", _gzipped)
+    app.router.add_get("/stall", _stall)
+    app.router.add_get("/cut", _cut)
     app.router.add_get("/redirect", _redirect)
     app.router.add_post("/login", _login)
     app.router.add_get("/cookie", _cookie)
@@ -148,6 +170,29 @@ async def test_the_shortcut_send_answers_as_httpx_does(server, transport):
             await ours.aclose()
             await theirs.aclose()
         assert ours.is_closed
+
+
+@pytest.mark.parametrize("path", ["/stall", "/cut"])
+async def test_a_body_that_stalls_or_breaks_fails_as_httpx_says(server, path):
+    """The aiohttp reader's shortcut raises what httpx's own reading raises,
+    naming the request, after the same chunks."""
+    client = _pool("aiohttp")
+    timeout = httpx.Timeout(5, read=0.5)
+    outcomes = []
+    for send in (client.send, super(UpstreamClient, client).send):
+        request = request_build(client, "GET", server + path, headers=HEADERS, timeout=timeout)
+        response = await send(request, stream=True)
+        chunks = response_chunks(response) if send == client.send else response.aiter_raw()
+        got = b""
+        with pytest.raises(httpx.TransportError) as caught:
+            async for chunk in chunks:
+                got += chunk
+        await response.aclose()
+        assert caught.value.request is request
+        outcomes.append((type(caught.value), got))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1] == LINES[0] + LINES[1]
+    assert outcomes[0][0] is (httpx.ReadTimeout if path == "/stall" else httpx.ReadError)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

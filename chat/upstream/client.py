@@ -12,7 +12,10 @@ no auth, no event hooks, no redirects. For them
 - `UpstreamClient.send` hands the request straight to its transport, without
   httpx's auth, redirect and hook layers, which have nothing to do here;
 - `response_chunks` reads a body that is not compressed without httpx's
-  decoding layer, which would only pass each chunk through.
+  decoding layer, which would only pass each chunk through, and, on the
+  aiohttp transport, straight from aiohttp's reader: a streamed answer's
+  every event would otherwise climb three async iterators (aiohttp's,
+  httpx-aiohttp's and httpx's) to reach the GPTalk parser.
 
 A client built some other way (a caller's own) goes the usual httpx way.
 """
@@ -26,7 +29,9 @@ from typing import Any
 import aiohttp
 import httpx
 from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
+from httpx._exceptions import request_context
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 
 class _NoCookies(httpx.Cookies):
@@ -174,5 +179,19 @@ def response_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     decoder (which would hand every chunk on as it is). A body already read
     (a test's MockTransport) is httpx's to hand out again."""
     if not response.is_stream_consumed and response.headers.get("content-encoding", "identity") == "identity":
+        if type(response.stream) is AiohttpResponseStream and not response.is_closed:
+            return _aiohttp_body(response, response.stream)
         return response.aiter_raw()
     return response.aiter_bytes()
+
+
+async def _aiohttp_body(response: httpx.Response, stream: AiohttpResponseStream) -> AsyncIterator[bytes]:
+    """What `aiter_raw` gives over httpx-aiohttp's stream (the same chunks, the
+    same httpx errors naming the request, the response closed at the end),
+    read from aiohttp's reader directly."""
+    response.is_stream_consumed = True
+    content = stream._aiohttp_response.content
+    with request_context(request=response.request), map_aiohttp_exceptions():
+        while chunk := await content.readany():
+            yield chunk
+    await response.aclose()
