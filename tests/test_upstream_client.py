@@ -52,6 +52,17 @@ async def _stall(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _slow(request: web.Request) -> web.StreamResponse:
+    """Eight events 0.3 s apart: slower than nothing, quicker than the read timeout."""
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    for line in LINES[:8]:
+        await response.write(line)
+        await asyncio.sleep(0.3)
+    await response.write_eof()
+    return response
+
+
 async def _cut(request: web.Request) -> web.StreamResponse:
     """Two events of a chunked body, then the connection drops."""
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -88,6 +99,7 @@ async def server():
     app.router.add_get("/gzipped", _gzipped)
     app.router.add_get("/stall", _stall)
     app.router.add_get("/cut", _cut)
+    app.router.add_get("/slow", _slow)
     app.router.add_get("/redirect", _redirect)
     app.router.add_post("/login", _login)
     app.router.add_get("/cookie", _cookie)
@@ -193,6 +205,22 @@ async def test_a_body_that_stalls_or_breaks_fails_as_httpx_says(server, path):
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][1] == LINES[0] + LINES[1]
     assert outcomes[0][0] is (httpx.ReadTimeout if path == "/stall" else httpx.ReadError)
+
+
+@pytest.mark.parametrize("pause", [0, 1.5])
+async def test_a_body_that_keeps_coming_never_times_out(server, pause):
+    """The read timeout counts the server's silence, not the body's length, nor
+    the time the reader spent elsewhere while bytes were arriving."""
+    client = _pool("aiohttp")
+    request = request_build(client, "GET", server + "/slow", headers=HEADERS, timeout=httpx.Timeout(5, read=0.5))
+    response = await client.send(request, stream=True)
+    got = b""
+    async for chunk in response_chunks(response):
+        if not got:
+            await asyncio.sleep(pause)
+        got += chunk
+    assert got == b"".join(LINES[:8])
+    assert response.is_closed
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

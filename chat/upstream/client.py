@@ -15,19 +15,23 @@ no auth, no event hooks, no redirects. For them
   decoding layer, which would only pass each chunk through, and, on the
   aiohttp transport, straight from aiohttp's reader: a streamed answer's
   every event would otherwise climb three async iterators (aiohttp's,
-  httpx-aiohttp's and httpx's) to reach the GPTalk parser.
+  httpx-aiohttp's and httpx's) to reach the GPTalk parser. Its read timeout
+  is one timer per body that moves only when it fires (`_ReadDeadline`),
+  where aiohttp cancels and makes a timer for every chunk that arrives.
 
 A client built some other way (a caller's own) goes the usual httpx way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import httpx
+from aiohttp.client_proto import ResponseHandler
 from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
 from httpx._exceptions import request_context
 from httpx_aiohttp import AiohttpTransport
@@ -190,8 +194,65 @@ async def _aiohttp_body(response: httpx.Response, stream: AiohttpResponseStream)
     same httpx errors naming the request, the response closed at the end),
     read from aiohttp's reader directly."""
     response.is_stream_consumed = True
-    content = stream._aiohttp_response.content
-    with request_context(request=response.request), map_aiohttp_exceptions():
-        while chunk := await content.readany():
-            yield chunk
+    aio = stream._aiohttp_response
+    content = aio.content
+    deadline = _ReadDeadline.take_over(aio, response.request.extensions.get("timeout", {}).get("read"))
+    try:
+        with request_context(request=response.request), map_aiohttp_exceptions():
+            if deadline is None:
+                while chunk := await content.readany():
+                    yield chunk
+            else:
+                while chunk := await content.readany():
+                    deadline.read(len(chunk))
+                    yield chunk
+    finally:
+        if deadline is not None:
+            deadline.cancel()
     await response.aclose()
+
+
+class _ReadDeadline:
+    """A streamed body's read timeout: fails the body, as aiohttp's own timer
+    would, when `timeout` seconds pass with no byte from the server.
+
+    aiohttp re-arms its timer on every chunk that arrives (a cancel and a new
+    timer, 100 streams × 50 events a second). This one is armed once and, when
+    it fires, moves to the last read plus the timeout if the body moved since;
+    bytes that came but were not read yet count as arriving when it fires, so
+    it never fails a body whose server is still sending."""
+
+    __slots__ = ("content", "handle", "last", "loop", "protocol", "read_bytes", "timeout")
+
+    @classmethod
+    def take_over(cls, aio: aiohttp.ClientResponse, timeout: float | None) -> _ReadDeadline | None:
+        connection = aio.connection
+        if not timeout or connection is None or connection.protocol is None:
+            return None  # no timeout, or the body is already all in
+        return cls(aio.content, connection.protocol, timeout)
+
+    def __init__(self, content: aiohttp.StreamReader, protocol: ResponseHandler, timeout: float) -> None:
+        self.content, self.protocol, self.timeout = content, protocol, timeout
+        protocol.read_timeout = None  # aiohttp's timer stops with the next chunk
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.read_bytes = 0  # of the body, as content.total_bytes counts
+        self.handle = self.loop.call_at(self.last + timeout, self._due)
+
+    def read(self, size: int) -> None:
+        self.last = self.loop.time()
+        self.read_bytes += size
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+    def _due(self) -> None:
+        now = self.loop.time()
+        if self.content.total_bytes > self.read_bytes:  # arrived, not read yet
+            self.last = max(self.last, now)
+        if now < self.last + self.timeout:
+            self.handle = self.loop.call_at(self.last + self.timeout, self._due)
+            return
+        error = aiohttp.SocketTimeoutError("Timeout on reading data from socket")  # aiohttp's words
+        self.protocol.set_exception(error)
+        self.content.set_exception(error)
