@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 from chat import events
@@ -40,11 +40,13 @@ class EarlyStream:
     def __aiter__(self) -> EarlyStream:
         return self
 
-    async def __anext__(self):
+    def __anext__(self) -> Awaitable:
+        """The first delta's future, then the stream's own awaitables: no
+        coroutine of ours in between, for every delta of the answer."""
         first, self.first = self.first, None
         if first is not None:
-            return await first
-        return await self.stream.__anext__()
+            return first
+        return self.stream.__anext__()
 
     async def aclose(self) -> None:
         first, self.first = self.first, None
