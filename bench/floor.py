@@ -7,7 +7,9 @@ A raw ASGI app under daphne (in its own process) accepts N websockets; when a
 socket says "go" it sends 150 frames of "abcd", 20 ms apart, as an answer's
 deltas come. All N say "go" at once. Printed: the server process's CPU
 (user + sys, /proc) per frame sent, for daphne on asyncio's loop, on uvloop,
-and on uvloop with `chat.transport` installed as `manage.py serve` runs it.
+on uvloop with `chat.transport` installed as `manage.py serve` runs it, and
+with the frames written by `chat.transport.text_frame_writer` as the site's
+hub writes them.
 With `bench/gptalk_client.py` (the upstream read alone) it gives, on the
 machine at hand, what the parts of a relayed delta cost by themselves, to
 set beside the site's CPU per delta from `bench/relay.py`.
@@ -25,7 +27,12 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVERS = {"asyncio": ["--loop", "asyncio"], "uvloop": ["--loop", "uvloop"], "uvloop+transport": ["--loop", "uvloop", "--transport"]}
+SERVERS = {
+    "asyncio": ["--loop", "asyncio"],
+    "uvloop": ["--loop", "uvloop"],
+    "uvloop+transport": ["--loop", "uvloop", "--transport"],
+    "+frame writer": ["--loop", "uvloop", "--transport", "--writer"],
+}
 
 
 async def app(scope, receive, send):
@@ -33,13 +40,15 @@ async def app(scope, receive, send):
     if scope["type"] != "websocket":
         return
     frames, interval = app.frames, app.interval  # type: ignore[attr-defined]
+    write = app.writer(send) if app.writer else None  # type: ignore[attr-defined]
     while True:
         message = await receive()
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.accept"})
         elif message["type"] == "websocket.receive":
             for _ in range(frames):
-                await send({"type": "websocket.send", "text": "abcd"})
+                if write is None or not write(["abcd"]):
+                    await send({"type": "websocket.send", "text": "abcd"})
                 await asyncio.sleep(interval)
             await send({"type": "websocket.close"})
         elif message["type"] == "websocket.disconnect":
@@ -53,11 +62,14 @@ def serve(args: argparse.Namespace) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     from daphne.server import Server
 
+    app.writer = None  # type: ignore[attr-defined]
     if args.transport:
         sys.path.insert(0, str(REPO_ROOT))
         from chat import transport
 
         transport.install()
+        if args.writer:
+            app.writer = transport.text_frame_writer  # type: ignore[attr-defined]
     app.frames, app.interval = args.frames, args.interval_ms / 1000  # type: ignore[attr-defined]
     Server(application=app, endpoints=[f"tcp:port={args.port}:interface=127.0.0.1"], signal_handlers=True).run()
 
@@ -98,6 +110,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], help=argparse.SUPPRESS)
     parser.add_argument("--transport", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args)
