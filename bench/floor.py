@@ -47,7 +47,7 @@ async def app(scope, receive, send):
             await send({"type": "websocket.accept"})
         elif message["type"] == "websocket.receive":
             for _ in range(frames):
-                if write is None or not write(["abcd"]):
+                if write is None or not write([b"abcd"]):
                     await send({"type": "websocket.send", "text": "abcd"})
                 await asyncio.sleep(interval)
             await send({"type": "websocket.close"})

@@ -123,7 +123,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def encode_json(cls, content) -> str:
-        return encode(content)
+        return encode(content).decode()
 
     async def dispatch(self, message) -> None:
         """channels closes stale database connections before every message, by
@@ -187,11 +187,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Send the frames the hub made for this socket in one loop tick
         (chat.follow: dicts, or v2 bare deltas): written at once when daphne's
         connection is plainly open (chat/transport.py), else through daphne."""
-        texts = [encode(frame) for frame in frames]
-        if self.write_frames is not None and self.write_frames(texts):
+        payloads = [encode(frame) for frame in frames]
+        if self.write_frames is not None and self.write_frames(payloads):
             return
-        for text in texts:
-            await self.frame_send({"type": "websocket.send", "text": text})
+        for payload in payloads:
+            await self.frame_send({"type": "websocket.send", "text": payload.decode()})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -17,7 +17,8 @@ installed (the emulator's uvicorn brings it): three `click.style` calls per
 frame, a twentieth of the cost of a frame. `install()` turns the coloring off
 (the lines would print the same words, uncolored).
 
-`text_frame_writer()` goes one step further for the frames the hub sends:
+`text_frame_writer()` goes one step further for the frames the hub sends
+(already UTF-8 JSON, from orjson):
 daphne's reply handler, its websocket protocol and autobahn's `sendMessage`,
 `sendFrame` and `sendData` check, count, log and wrap each frame in six
 calls before it reaches the transport, about a third of what a frame costs
@@ -87,13 +88,13 @@ def _text_frame_header(length: int) -> bytes:
     return b"\x81\x7f" + length.to_bytes(8, "big")
 
 
-def text_frame_writer(send) -> Callable[[list[str]], bool] | None:
-    """`write(texts)` for the websocket behind daphne's ASGI `send`, or None
+def text_frame_writer(send) -> Callable[[list[bytes]], bool] | None:
+    """`write(payloads)` for the websocket behind daphne's ASGI `send`, or None
     when `send` is not daphne's (a test communicator, another server).
 
-    `write` sends the texts as text frames in one write and returns True, or
-    returns False having sent nothing when the connection is not in the plain
-    open state; then the caller sends each through `send`."""
+    `write` sends the UTF-8 payloads as text frames in one write and returns
+    True, or returns False having sent nothing when the connection is not in
+    the plain open state; then the caller sends each through `send`."""
     # Not imported here: importing daphne.server installs Twisted's reactor.
     server = sys.modules.get("daphne.server")
     if not (
@@ -106,27 +107,30 @@ def text_frame_writer(send) -> Callable[[list[str]], bool] | None:
         return None
     connections = send.func.__self__.connections
     protocol = send.args[0]
+    plain: bool | None = None  # what the handshake settled: known once the socket is open
 
-    def write(texts: list[str]) -> bool:
+    def write(payloads: list[bytes]) -> bool:
+        nonlocal plain
+        if protocol.state != _OPEN or protocol.send_queue:
+            return False
         details = connections.get(protocol)
-        if (
-            details is None
-            or details.get("disconnected")
-            or protocol.state != _OPEN
-            or protocol.send_queue
-            or protocol._perMessageCompress is not None
-            or protocol.maskServerFrames
-            or protocol.autoFragmentSize
-            or protocol.logFrames
-            or protocol.logOctets
-            or protocol.trackedTimings
-        ):
+        if details is None or details.get("disconnected"):
+            return False
+        if plain is None:
+            plain = not (
+                protocol._perMessageCompress is not None
+                or protocol.maskServerFrames
+                or protocol.autoFragmentSize
+                or protocol.logFrames
+                or protocol.logOctets
+                or protocol.trackedTimings
+            )
+        if not plain:
             return False
         limit = protocol.maxMessagePayloadSize
         parts = []
         payload_octets = 0
-        for text in texts:
-            payload = text.encode()
+        for payload in payloads:
             length = len(payload)
             if 0 < limit < length:
                 return False  # autobahn refuses it, as it always did
@@ -135,7 +139,7 @@ def text_frame_writer(send) -> Callable[[list[str]], bool] | None:
             payload_octets += length
         data = b"".join(parts)
         protocol.transport.write(data)
-        count = len(texts)
+        count = len(payloads)
         stats = protocol.trafficStats
         stats.outgoingWebSocketMessages += count
         stats.outgoingWebSocketFrames += count

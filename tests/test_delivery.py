@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 
 from chat import events
+from chat.delivery import encode
 from chat.generation import GenerationManager, get_manager
 from chat.layers import InMemoryChannelLayer
 from chat.serializers import message_data
@@ -283,3 +285,18 @@ async def test_stop_reaches_an_answer_run_by_another_process(alice, emulator):
     assert frames[-1]["status"] == "stopped"
     assert 0 < len(frames[-1]["content"]) < 4000
     assert answer not in get_manager().generations
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "abcd",
+        "é€😀 \u2028\u2029\x00\x1f\"\\/</script><b>",
+        [12, 3, "x"],
+        {"type": "delta", "message": 1, "conversation": 2, "seq": 3, "text": "a\nb", "reset": True},
+        {1: "an int key", "none": None, "yes": True, "half": 0.5, "big": [1.5e16, 2**53]},
+        {"nested": {"deep": [{"empty": []}, {}]}},
+    ],
+)
+def test_frames_are_encoded_as_json_dumps_would_in_utf8(frame):
+    assert encode(frame) == json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode()

@@ -95,21 +95,21 @@ DAPHNE_APP = textwrap.dedent(
     from chat import transport
 
     transport.install()
-    TEXTS = json.loads(sys.stdin.readline())
+    TEXTS = [text.encode() for text in json.loads(sys.stdin.readline())]
     LIMIT = 300_000
     result = {}
 
     async def app(scope, receive, send):
         assert (await receive())["type"] == "websocket.connect"
         write = transport.text_frame_writer(send)
-        result["before_accept"] = write(["too early"])
+        result["before_accept"] = write([b"too early"])
         await send({"type": "websocket.accept"})
         result["writes"] = [write(TEXTS[:5]), write(TEXTS[5:])]
         await send({"type": "websocket.send", "text": "through daphne"})
-        result["writes"].append(write(["after"]))
-        result["over_limit"] = write(["x" * (LIMIT + 1)])
+        result["writes"].append(write([b"after"]))
+        result["over_limit"] = write([b"x" * (LIMIT + 1)])
         await send({"type": "websocket.close", "code": 4000})
-        result["after_close"] = write(["too late"])
+        result["after_close"] = write([b"too late"])
         await receive()
         print(json.dumps(result), flush=True)
         reactor.callLater(0, reactor.stop)

@@ -25,10 +25,11 @@ watchdog, which ends an answer that went quiet from its saved row.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import orjson
 
 from chat import events
 from chat.delivery.link import LayerLink
@@ -42,9 +43,12 @@ QUIET = 3.0
 ENDED_KEPT = 4096
 
 
-def encode(frame) -> str:
-    """A frame as websocket text: compact JSON, raw UTF-8 (fewer bytes on the wire)."""
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+def encode(frame) -> bytes:
+    """A frame as the UTF-8 bytes of websocket text: compact JSON, raw UTF-8
+    (fewer bytes on the wire). orjson: a tenth of `json.dumps`'s time for a
+    delta frame, which every streamed delta pays; int keys become strings, as
+    `json.dumps` makes them."""
+    return orjson.dumps(frame, option=orjson.OPT_NON_STR_KEYS)
 
 
 @dataclass(slots=True)
