@@ -34,9 +34,14 @@ async def _echo(request: web.Request) -> web.Response:
     )
 
 
-async def _stream(request: web.Request) -> web.StreamResponse:
+async def _event_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
+    return response
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    response = await _event_stream(request)
     for line in LINES:
         await response.write(line)
     await response.write_eof()
@@ -45,8 +50,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 async def _stall(request: web.Request) -> web.StreamResponse:
     """Two events, then nothing: the reader's timeout must end it."""
-    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-    await response.prepare(request)
+    response = await _event_stream(request)
     await response.write(LINES[0] + LINES[1])
     await asyncio.sleep(3)  # far past the client's read timeout
     return response
@@ -54,8 +58,7 @@ async def _stall(request: web.Request) -> web.StreamResponse:
 
 async def _slow(request: web.Request) -> web.StreamResponse:
     """Eight events 0.3 s apart: slower than nothing, quicker than the read timeout."""
-    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-    await response.prepare(request)
+    response = await _event_stream(request)
     for line in LINES[:8]:
         await response.write(line)
         await asyncio.sleep(0.3)
@@ -65,8 +68,7 @@ async def _slow(request: web.Request) -> web.StreamResponse:
 
 async def _cut(request: web.Request) -> web.StreamResponse:
     """Two events of a chunked body, then the connection drops."""
-    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-    await response.prepare(request)
+    response = await _event_stream(request)
     await response.write(LINES[0] + LINES[1])
     await asyncio.sleep(0.05)
     request.transport.close()
