@@ -45,6 +45,7 @@ from .http import (
     client_get,
     config_load,
     logins_get,
+    start_gate,
     transport_error,
 )
 
@@ -209,14 +210,24 @@ class GPTalk:
         headers = _call_headers(timestamp)
         prompt = format_prompt(messages)
         body = text_body(prompt=prompt, model=model or DEFAULT_MODEL, timestamp=timestamp)
-        stream_token = await cls._stream_token_get(client, config, headers, body)
+        # Answers that start together ask in turns (gate.py): this turn ends
+        # when the stream is open.
+        turn = await start_gate().turn()
+        try:
+            stream_token = await cls._stream_token_get(client, config, headers, body)
+        except BaseException:
+            turn.leave()
+            raise
 
         deltas = DeltaStream()
         receiving = False
         try:
             url = f"{config.base_url}{STREAM_PATH}?{urlencode({'token': stream_token})}"
             request = request_build(client, "GET", url, headers=headers, timeout=config.timeout, fixed_url=False)
-            response = await client.send(request, stream=True)
+            try:
+                response = await client.send(request, stream=True)
+            finally:
+                turn.leave()
             try:
                 raise_for_status(response, "stream")
                 receiving = True

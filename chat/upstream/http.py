@@ -37,6 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .client import CookielessAiohttpTransport, UpstreamClient
 from .errors import StreamIncomplete, UpstreamError, UpstreamUnavailable
+from .gate import StartGate
 
 # httpx-aiohttp maps most aiohttp errors to httpx ones, but re-raises the rest.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.RequestError, TimeoutError, OSError, aiohttp.ClientError)
@@ -159,6 +160,7 @@ class _LoopState:
     def __init__(self) -> None:
         self.clients: dict[_ClientKey, httpx.AsyncClient] = {}
         self.logins: list[Any] = []  # GPTalk logins under way (chat.upstream.gptalk)
+        self.start_gate = StartGate()
         self.closer = self._closer()
         # Step to the first `yield` now: this registers the generator with the
         # running loop (sys.set_asyncgen_hooks), whose shutdown_asyncgens() will
@@ -203,6 +205,11 @@ def logins_get() -> list[Any]:
     """The GPTalk logins under way on the running loop (one list per loop: a
     task belongs to its loop; the site runs one loop per process)."""
     return _loop_state().logins
+
+
+def start_gate() -> StartGate:
+    """The running loop's gate that answers pass to ask their upstream (gate.py)."""
+    return _loop_state().start_gate
 
 
 async def aclose_clients() -> None:

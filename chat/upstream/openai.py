@@ -41,6 +41,7 @@ from .http import (
     client_create,
     client_get,
     config_load,
+    start_gate,
     transport_error,
 )
 
@@ -202,6 +203,8 @@ class OpenAIClient:
         client = self.client or client_get(proxy=config.proxy, transport=config.transport)
         chunks = CompletionParser(self.capitalized_label)
         receiving = False
+        # Answers that start together ask in turns (gate.py), until the stream is open.
+        turn = await start_gate().turn()
         try:
             async with client.stream(
                 "POST",
@@ -210,6 +213,7 @@ class OpenAIClient:
                 headers=self._headers(accept="text/event-stream"),
                 timeout=config.timeout,
             ) as response:
+                turn.leave()
                 if not response.is_success:
                     await response.aread()
                     raise self.status_error(response, model=model)
@@ -234,6 +238,8 @@ class OpenAIClient:
                     usage.update(chunks.usage)
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, config, receiving=receiving, names=self.names) from exc
+        finally:
+            turn.leave()
         if not chunks.complete:
             raise StreamIncomplete(f"The answer of {self.label} was cut off before it was complete.")
 
