@@ -13,6 +13,17 @@ from playwright.sync_api import Page, expect
 
 CONVERSATION_URL = re.compile(r".*/c/\d+/$")
 
+# For locator.evaluate: whether a <select> shows its chosen option whole (the
+# text's width in the select's font, its padding and Chromium's ~16 px arrow
+# within its box): a cut label is not an overflow the page's width shows.
+LABEL_FITS = """el => {
+  const style = getComputedStyle(el);
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  const text = ctx.measureText(el.options[el.selectedIndex].text).width;
+  return text + parseFloat(style.paddingLeft) + parseFloat(style.paddingRight) + 16 <= el.clientWidth;
+}"""
+
 # Twenty-four short paragraphs: long enough to act in the middle of the answer.
 PARAGRAPHS = [
     f"Paragraph {i}: the heron waits by the water, patient and still, for the moment to strike."

@@ -12,6 +12,7 @@ the real websocket, and saves (one function per scene):
   chat-failed.png    a failed answer with its Retry button, light
   chat-mobile.png    the conversation at 360x780
   chat-mobile-menu.png  the sidebar drawer open at 360x780
+  chat-mobile-ru.png the conversation at 360x780 in Russian (the longest labels)
   chat-settings-dark.png  the chat settings dialog (system prompt, share link, export), dark
   chat-search-dark.png  searching the chats (what matched is marked), dark
   shared-light.png   the read-only page behind a share link
@@ -40,6 +41,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.browser.helpers import LABEL_FITS  # noqa: E402
 from tests.fixtures.emulator import start_emulator  # noqa: E402
 from tests.fixtures.site import SiteProcess, manage, site_env, sqlite_url  # noqa: E402
 
@@ -185,11 +187,11 @@ class Session:
             self.failures.append(message)
             print("FAIL:", message)
 
-    def page(self, *, dark: bool = False, mobile: bool = False) -> Page:
-        options = {"viewport": {"width": 1280, "height": 800}}
+    def page(self, *, dark: bool = False, mobile: bool = False, locale: str = "en-US") -> Page:
+        options: dict = {"viewport": {"width": 1280, "height": 800}, "locale": locale}
         if mobile:
             options = {
-                "viewport": {"width": 360, "height": 780},
+                "viewport": {"width": 360, "height": 780}, "locale": locale,
                 "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
             }
         context = self.browser.new_context(color_scheme="dark" if dark else "light", **options)
@@ -345,7 +347,7 @@ def scene_account(s: Session) -> None:
 
 
 def scene_mobile(s: Session) -> None:
-    """chat-mobile.png and chat-mobile-menu.png at 360 px."""
+    """chat-mobile.png and chat-mobile-menu.png at 360 px; chat-mobile-ru.png."""
     page = s.page(mobile=True)
     login(page, s.base, s.rich_url)
     wait_answer_done(page)
@@ -359,6 +361,14 @@ def scene_mobile(s: Session) -> None:
     expect(page.locator("#sidebar")).to_be_hidden()
     width = page.evaluate("document.documentElement.scrollWidth")
     s.check(width <= 360, f"page is {width}px wide at 360px")
+    s.check(page.locator("#model-picker").evaluate(LABEL_FITS), "the model picker's label is cut at 360px")
+    page.context.close()
+    # The longer Russian labels in the same top bar (Accept-Language: ru).
+    page = s.page(mobile=True, locale="ru-RU")
+    login(page, s.base, s.rich_url)
+    expect(page.locator(".msg-assistant").last).to_have_attribute("aria-busy", "false", timeout=20_000)
+    s.check(page.locator("#model-picker").evaluate(LABEL_FITS), "the model picker's label is cut at 360px in Russian")
+    s.shot(page, "chat-mobile-ru.png")
     page.context.close()
 
 

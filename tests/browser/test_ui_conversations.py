@@ -11,7 +11,17 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import artifact_path
-from tests.browser.helpers import CLIPBOARD, CONVERSATION_URL, RICH, answer, db, new_answer, send, wait_done
+from tests.browser.helpers import (
+    CLIPBOARD,
+    CONVERSATION_URL,
+    LABEL_FITS,
+    RICH,
+    answer,
+    db,
+    new_answer,
+    send,
+    wait_done,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -172,8 +182,13 @@ def test_russian_from_the_browser_and_the_switch(open_page, emulator):
     expect(page.locator("html")).to_have_attribute("lang", "en")
 
 
-def test_usable_at_360_px(open_page, emulator):
-    page = open_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+@pytest.mark.parametrize("locale", ["en-US", "ru-RU"])
+def test_usable_at_360_px(open_page, emulator, locale):
+    page = open_page(
+        viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
+        locale=locale, extra_http_headers={"Accept-Language": locale},
+    )
+    expect(page.locator("html")).to_have_attribute("lang", locale[:2])
     expect(page.locator("#sidebar")).to_be_hidden()
     emulator.next(reply=RICH, interval_ms=2, chunk_chars=40)
     send(page, "Explain backoff on a phone")
@@ -183,7 +198,8 @@ def test_usable_at_360_px(open_page, emulator):
     for selector in ("#prompt", "#send", "#menu-btn", "#model-picker", "#conv-settings-btn"):
         box = page.locator(selector).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360, selector
-    page.screenshot(path=artifact_path("mobile-360-chat.png"))
+    assert page.locator("#model-picker").evaluate(LABEL_FITS), "the model picker's label is cut"
+    page.screenshot(path=artifact_path(f"mobile-360-chat-{locale}.png"))
     page.click("#menu-btn")
     expect(page.locator("#sidebar")).to_be_visible()
     expect(page.locator("#new-chat")).to_be_focused()
