@@ -71,34 +71,30 @@ async def test_a_turn_that_never_ends_lets_the_next_go_after_its_hold():
     assert gate.free == 1
 
 
-async def test_a_waiter_cancelled_before_its_turn_takes_no_slot():
+@pytest.mark.parametrize(
+    "cancelled",
+    [
+        "before its turn came",  # its ticket is cancelled: the slot skips it
+        "just as its turn came",  # handed the slot before it ran again: it passes it on
+    ],
+)
+async def test_a_waiter_cancelled_leaves_the_slot_to_the_next(cancelled):
     gate = StartGate(1, hold=LONG)
     holder = await gate.turn()
     order: list[str] = []
     gone = asyncio.create_task(_take(gate, "gone", order))
-    kept = asyncio.create_task(_take(gate, "kept", order))
-    await asyncio.sleep(0)
-    gone.cancel()
-    holder.leave()
-    (await kept).leave()
-    with pytest.raises(asyncio.CancelledError):
-        await gone
-    assert order == ["kept"] and gate.free == 1
-
-
-async def test_a_waiter_cancelled_as_its_turn_came_passes_the_slot_on():
-    gate = StartGate(1, hold=LONG)
-    holder = await gate.turn()
-    order: list[str] = []
-    unlucky = asyncio.create_task(_take(gate, "unlucky", order))
     nxt = asyncio.create_task(_take(gate, "next", order))
     await asyncio.sleep(0)
-    holder.leave()  # the slot goes to `unlucky`...
-    unlucky.cancel()  # ...which is cancelled before it runs again
+    if cancelled == "before its turn came":
+        gone.cancel()
+        holder.leave()
+    else:
+        holder.leave()
+        gone.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await unlucky
+        await gone
     (await asyncio.wait_for(nxt, HANG)).leave()
-    assert order == ["next"] and gate.free == 1
+    assert order == ["next"] and gate.free == 1 and not gate.waiting
 
 
 @pytest.mark.parametrize(("slots", "hold"), [(0, 1.0), (1, 0), (2, -1.0)])
