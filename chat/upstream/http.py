@@ -14,7 +14,8 @@ bench/) gets the same values, read from the same variables:
 One httpx.AsyncClient (one connection pool) is kept per event loop, proxy and
 transport. A client is bound to the loop it first ran on, so the cache is keyed by
 the running loop; a loop's clients are closed when that loop shuts down (see
-_LoopState) or earlier by `aclose_clients()`.
+_LoopState) or earlier by `aclose_clients()`. Each loop also has its start gate
+(gate.py), through which the answers that start together ask in turns.
 
 Failures of the transport become the typed errors of errors.py, worded by
 `transport_error` for the upstream the caller names (`Names`).
@@ -148,7 +149,7 @@ _ClientKey = tuple[str | None, str]
 
 
 class _LoopState:
-    """The shared clients and the logins under way of one event loop.
+    """The shared clients, the logins under way and the start gate of one event loop.
 
     An httpx.AsyncClient (and the aiohttp session under it) and an asyncio task
     may only be used on one loop. The clients are closed when the loop shuts its
