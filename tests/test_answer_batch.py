@@ -8,6 +8,7 @@ from asgiref.sync import sync_to_async
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.answer_batch import NewChat, answers_begin_new, new_chat_queue
 from chat.services.limits import LimitExceeded
+from tests.fixtures.services import postgres_url  # noqa: F401 - fixture
 from tests.ws import connect, is_done, receive_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
@@ -95,3 +96,63 @@ def test_rows_insert_writes_what_bulk_create_would(make_user, monkeypatch):
         saved = Message.objects.get(pk=answer.pk)
         assert (saved.role, saved.status, saved.parent.content) == ("assistant", "pending", "q\x01é")
         assert saved.created_at == answer.created_at
+
+
+ROWS_INSERT_PG = """
+import json
+from django.contrib.auth.models import User
+from django.db import DataError, connection
+from django.forms.models import model_to_dict
+from chat.models import Conversation, Message
+from chat.services import db
+
+db.INSERT_ROWS_MAX = 2  # 5 rows: three statements
+ann = User.objects.create_user("ann")
+ours = [Conversation(owner=ann, title=f"t{i} %s $1", model="m", pinned=i % 2 == 0) for i in range(5)]
+theirs = [Conversation(owner=ann, title=f"t{i} %s $1", model="m", pinned=i % 2 == 0) for i in range(5)]
+db.rows_insert(ours)
+Conversation.objects.bulk_create(theirs)
+same = all(
+    model_to_dict(Conversation.objects.get(pk=a.pk), exclude=["id"])
+    == model_to_dict(Conversation.objects.get(pk=b.pk), exclude=["id"])
+    for a, b in zip(ours, theirs)
+)
+questions = [Message(conversation=c, role="user", content="q\\x01é'); --") for c in ours]
+db.rows_insert(questions)
+answers = [Message(conversation=q.conversation, parent=q, role="assistant", status="pending") for q in questions]
+db.rows_insert(answers)
+saved = [(m.role, m.status, m.parent.content) for m in Message.objects.filter(pk__in=[a.pk for a in answers])]
+try:
+    db.rows_insert([Message(conversation=ours[0], role="user", content="a\\x00b")])
+    refused = None
+except DataError as exc:
+    refused = type(exc).__module__
+print(json.dumps({
+    "vendor": connection.vendor,
+    "pks_ordered": [c.pk for c in ours] == sorted(c.pk for c in ours),
+    "stamps": [Conversation.objects.get(pk=c.pk).created_at == c.created_at for c in ours],
+    "same": same, "saved": saved, "refused": refused,
+}))
+"""
+
+
+@pytest.mark.multiprocess
+def test_rows_insert_on_postgresql(postgres_url):
+    """The PostgreSQL path of rows_insert (numbered placeholders through a raw
+    cursor): the rows bulk_create would write, their keys in order, text with
+    quotes and placeholders kept as text, and a refused value raising Django's
+    DataError like any query."""
+    import json
+    import os
+
+    from tests.fixtures.site import manage
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+    env.update(DJANGO_SETTINGS_MODULE="gptalk_site.settings", DATABASE_URL=postgres_url)
+    env.pop("REDIS_URL", None)
+    manage("migrate", "--noinput", env=env)
+    result = json.loads(manage("shell", "-c", ROWS_INSERT_PG, env=env).strip().splitlines()[-1])
+    assert result["vendor"] == "postgresql"
+    assert result["pks_ordered"] and all(result["stamps"]) and result["same"]
+    assert result["saved"] == [["assistant", "pending", "q\x01é'); --"]] * 5
+    assert result["refused"] == "django.db.utils"
