@@ -22,9 +22,16 @@ CONVERSATION = "chat.conversation"  # conversation (serialized), user
 BATCH = "chat.batch"  # events: deltas of one answer for one remote process, in order
 SESSIONS = "user.sessions"  # user, ended: digest of a session that ended, or None (chat/signouts.py)
 
-# Requests to the process that runs an answer (sent to its generation group).
-STOP = "generation.stop"  # message
+# Requests to the process that runs an answer, sent to every process (ANSWERS_GROUP):
+# only the one running it acts. `origin`: the asking process's channel.
+STOP = "generation.stop"  # message, origin
 FOLLOW = "generation.follow"  # message, reply_to: "send me a snapshot, then every event"
+
+# Every process joins this group once, when its hub starts. Requests go to all
+# processes rather than to a group per answer, which its process would have to
+# join and leave: two Redis round trips on every answer, for requests that come
+# only when a socket follows or stops an answer from another process.
+ANSWERS_GROUP = "answers"
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -35,11 +42,6 @@ def conversation_group(conversation_id: int) -> str:
 def user_group(user_id: int) -> str:
     """Processes with a socket of this user: sidebar changes (titles, new chats)."""
     return f"user.{user_id}"
-
-
-def generation_group(message_id: int) -> str:
-    """The one process running this answer: stop and follow requests reach it here."""
-    return f"gen.{message_id}"
 
 
 def delta(*, message: int, conversation: int, seq: int, text: str, reset: bool = False) -> dict:

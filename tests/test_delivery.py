@@ -93,6 +93,11 @@ class CountingLayer(InMemoryChannelLayer):
     """The real in-memory layer, counting what goes through it."""
 
     sent: list[str] = []
+    joined: list[str] = []
+
+    async def group_add(self, group, channel):
+        CountingLayer.joined.append(group)
+        await super().group_add(group, channel)
 
     async def group_send(self, group, message):
         CountingLayer.sent.append(message["type"])
@@ -105,7 +110,7 @@ class CountingLayer(InMemoryChannelLayer):
 
 async def test_sockets_of_the_answers_own_process_get_deltas_without_the_layer(alice, emulator, layer_class):
     layer_class(CountingLayer)
-    CountingLayer.sent = []
+    CountingLayer.sent, CountingLayer.joined = [], []
     reply = "x" * 400
     await emulator.anext(reply=reply, chunk_chars=4, interval_ms=1)  # 100 deltas
     ws, tab = await connect(alice), await connect(alice, path="/ws/chat/?v=2")
@@ -126,6 +131,12 @@ async def test_sockets_of_the_answers_own_process_get_deltas_without_the_layer(a
     # not one event goes through the layer (with another process on it, only
     # the rare ones do: the tests of other processes above and below).
     assert CountingLayer.sent == []
+    # The process joins the groups of what its sockets watch, once each, and
+    # the one group of requests to answers: no group per answer (on Redis, a
+    # subscribe and an unsubscribe for every answer).
+    assert sorted(CountingLayer.joined) == sorted(
+        [events.ANSWERS_GROUP, events.user_group(alice.pk), events.conversation_group(conversation)]
+    )
 
 
 async def test_a_change_made_over_http_reaches_the_owners_open_socket(alice, emulator, layer_class):

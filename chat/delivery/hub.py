@@ -87,6 +87,7 @@ class Hub:
 
     async def start(self) -> None:
         await self.link.start()
+        await self.link.join(events.ANSWERS_GROUP)
         self._tasks = [
             asyncio.create_task(self._deliver_forever(), name="hub-deliver"),
             asyncio.create_task(self._watchdog(), name="hub-watchdog"),
@@ -227,15 +228,10 @@ class Hub:
             self.dirty.append(sock)
             self._wake.set()
 
-    async def send_group(self, group: str, event: dict) -> None:
-        """An event for other processes only (e.g. a stop request)."""
-        await self.link.group_send(group, event)
-
-    async def join_group(self, group: str) -> None:
-        await self.link.join(group)
-
-    async def leave_group(self, group: str) -> None:
-        await self.link.leave(group)
+    async def ask_owner(self, request: dict) -> None:
+        """A request for the process running an answer (events.STOP, events.FOLLOW),
+        wherever it runs: every other process hears it, the one running it acts."""
+        await self.link.group_send(events.ANSWERS_GROUP, {**request, "origin": self.channel})
 
     async def _deliver_forever(self) -> None:
         while True:
@@ -294,9 +290,7 @@ class Hub:
         mirror.seq = None
         self.heard.setdefault(message_id, now)
         request = {"type": events.FOLLOW, "message": message_id, "reply_to": self.channel}
-        task = asyncio.get_running_loop().create_task(
-            self.link.group_send(events.generation_group(message_id), request)
-        )
+        task = asyncio.get_running_loop().create_task(self.ask_owner(request))
         # The loop keeps only a weak reference to a task: hold it until it is done.
         self._asks.add(task)
         task.add_done_callback(self._asks.discard)

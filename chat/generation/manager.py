@@ -103,9 +103,9 @@ class GenerationManager:
         if upstream is None:
             upstream = (provider or answer_stream)(model=model or None, messages=history)
         generation.upstream = upstream
+        # Other processes reach it from now on: their requests go to every
+        # process (events.ANSWERS_GROUP) and this one finds it in `generations`.
         generation.task = asyncio.create_task(self._run(generation), name=f"generation-{message_id}")
-        # Reachable by other processes before they learn that the answer exists.
-        await self.hub.join_group(events.generation_group(message_id))
         if placeholder is not None:
             await self.hub.publish(events.message(data=placeholder), group=events.conversation_group(conversation_id))
         return generation
@@ -113,9 +113,7 @@ class GenerationManager:
     async def request_stop(self, *, message_id: int) -> None:
         """Ask whichever process runs the answer to stop it."""
         if not self.stop_local(message_id):
-            await self.hub.send_group(
-                events.generation_group(message_id), {"type": events.STOP, "message": message_id}
-            )
+            await self.hub.ask_owner({"type": events.STOP, "message": message_id})
 
     def stop_local(self, message_id: int) -> bool:
         """Stop an answer of this process; False if it does not run here."""
@@ -207,7 +205,6 @@ class GenerationManager:
     async def _finish(self, generation: Generation, status: str, error: str, *, retitle: bool) -> None:
         retitled = await self._save_final(generation, status, error, retitle=retitle)
         self.generations.pop(generation.message_id, None)
-        await self.hub.leave_group(events.generation_group(generation.message_id))
         await self.hub.publish(
             events.done(
                 message=generation.message_id,
