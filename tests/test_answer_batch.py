@@ -142,16 +142,9 @@ def test_rows_insert_on_postgresql(postgres_url):
     cursor): the rows bulk_create would write, their keys in order, text with
     quotes and placeholders kept as text, and a refused value raising Django's
     DataError like any query."""
-    import json
-    import os
+    from tests.fixtures.site import shell_json_on
 
-    from tests.fixtures.site import manage
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
-    env.update(DJANGO_SETTINGS_MODULE="gptalk_site.settings", DATABASE_URL=postgres_url)
-    env.pop("REDIS_URL", None)
-    manage("migrate", "--noinput", env=env)
-    result = json.loads(manage("shell", "-c", ROWS_INSERT_PG, env=env).strip().splitlines()[-1])
+    result = shell_json_on(postgres_url, ROWS_INSERT_PG)
     assert result["vendor"] == "postgresql"
     assert result["pks_ordered"] and all(result["stamps"]) and result["same"]
     assert result["saved"] == [["assistant", "pending", "q\x01é'); --"]] * 5

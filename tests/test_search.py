@@ -1,6 +1,5 @@
 """Search over titles and message text: contains on SQLite, full-text on PostgreSQL."""
 
-import os
 
 import pytest
 from django.urls import reverse
@@ -117,15 +116,9 @@ print(json.dumps({"vendor": connection.vendor, "found": found, "hits": hits, "sn
 @pytest.mark.multiprocess
 def test_postgres_full_text_search(postgres_url):
     """The PostgreSQL path, in a process of its own on a fresh database of the real local server."""
-    import json
+    from tests.fixtures.site import shell_json_on
 
-    from tests.fixtures.site import manage
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
-    env.update(DJANGO_SETTINGS_MODULE="gptalk_site.settings", DATABASE_URL=postgres_url)
-    env.pop("REDIS_URL", None)
-    manage("migrate", "--noinput", env=env)
-    result = json.loads(manage("shell", "-c", PG_SCRIPT, env=env).strip().splitlines()[-1])
+    result = shell_json_on(postgres_url, PG_SCRIPT)
     assert result["vendor"] == "postgresql"
     found, hits = result["found"], result["hits"]
     assert hits["heron"] == sorted([found["title"], found["text"]])
