@@ -134,8 +134,9 @@ def _insert_cursor(connection):
     On PostgreSQL a raw psycopg cursor: the values travel apart from the SQL
     and psycopg reads nothing of the statement. Through Django's cursor,
     psycopg splits a statement at every %s in Python and caches the result
-    only for short statements: a hundred answers' rows at once made that split
-    a tenth of a process's time in a burst of starts (docs/performance.md).
+    only for short statements: the split of a hundred answers' rows at once
+    took 7 % of two processes' time in a run of 200 answers, nearly all of it
+    in the burst of their starts (docs/performance.md, sixth pass).
     Database errors are Django's, as from any cursor."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
