@@ -8,10 +8,11 @@ from asgiref.sync import sync_to_async
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.answer_batch import NewChat, answers_begin_new, new_chat_queue
 from chat.services.limits import LimitExceeded
-from tests.fixtures.services import postgres_url  # noqa: F401 - fixture
 from tests.ws import connect, is_done, receive_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
+# postgres_url, for the one test of the PostgreSQL path
+pytest_plugins = ["tests.fixtures.services"]
 
 
 def test_a_batch_writes_each_chat_as_answer_begin_would(make_user, settings, django_assert_max_num_queries):
