@@ -26,6 +26,7 @@ from chat.services.answer_batch import finish_queue
 from chat.services.conversations import Finish
 from chat.upstream.errors import UpstreamError
 from chat.upstream.gptalk_stream import ContentReset
+from chat.upstream.http import clients_warm
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class GenerationManager:
                 return
             await self.hub.start()
             providers_warm()
+            clients_warm()
             self._tasks = [
                 asyncio.create_task(self._sweep_forever(), name="generation-sweeper"),
                 asyncio.create_task(self._flush_forever(), name="generation-flusher"),
