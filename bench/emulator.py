@@ -9,7 +9,7 @@ stream, the `ts` of each event it sends. It serves the same app as
 `manage.py gptalk_emulator` (chat.emulator.app.serve, same uvicorn options) and
 adds two routes:
 
-- GET  /_bench/log        {"streams": [{"key", "chunk", "length", "ts": [...]}, ...]}
+- GET  /_bench/log        {"streams": [{"key", "chunk", "length", "asked", "ts": [...]}, ...]}
 - POST /_bench/log/reset  forget the log
 
 `key` is the sha1 hex digest of the reply's UTF-8 text: the benchmark client
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import time
 import sys
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def build_app(config):
                 "chunk": self.plan.chunk_chars,
                 "length": len(self.plan.reply),
                 "fault": self.plan.fault,
+                "asked": time.time(),  # the stream request reached the app
                 "ts": [],
             }
             streams.append(record)

@@ -178,14 +178,19 @@ async def site_phase(stack: Stack, cookies: list[str], args) -> dict:
     site = stack.site
     pids = site_pids(site)
     n = args.streams
-    # Warm-up: one full answer, so lazy imports, pools and caches are not counted.
+    # Warm-up: full answers, so lazy imports, pools and caches are not counted.
+    # Several sockets at once, so that every process (they share one listening
+    # socket: the kernel picks) most likely serves one.
     ws_url = ws_url_of(site, args.protocol)
-    warm = await open_sockets(ws_url, site.url, cookies[:1], 1)
-    await emulator_queue(stack.emulator.url, ["Warm-up answer. " * 8])
-    warm_result = await site_answer(warm[0], "warm up", time.time(), time.time() + 60)
+    warm_n = args.warm or (1 if args.processes == 1 else 4 * args.processes)
+    warm = await open_sockets(ws_url, site.url, cookies[:warm_n], warm_n)
+    await emulator_queue(stack.emulator.url, ["Warm-up answer. " * 8] * warm_n)
+    warm_results = await asyncio.gather(*(site_answer(conn, f"warm up {i}", time.time(), time.time() + 60)
+                                          for i, conn in enumerate(warm)))
     await close_sockets(warm)
-    if not warm_result["ok"]:
-        raise RuntimeError(f"the warm-up answer failed: {warm_result['error']}\n{site.output()[-3000:]}")
+    for warm_result in warm_results:
+        if not warm_result["ok"]:
+            raise RuntimeError(f"the warm-up answer failed: {warm_result['error']}\n{site.output()[-3000:]}")
     await asyncio.sleep(0.5)
 
     writes_before = write_log_counts(args.db, stack.database_url)
@@ -309,6 +314,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--deadline-s", type=float, default=120,
                         help="each phase ends this many seconds after its first start; answers not done by "
                              "then count as incomplete and their missing events as censored latencies")
+    parser.add_argument("--warm", type=int, default=0,
+                        help="warm-up answers before the streams (default: 1, or 4 per process with --processes)")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--debug", action="store_true", help="run the site with DJANGO_DEBUG=true")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",

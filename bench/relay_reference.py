@@ -116,7 +116,7 @@ async def reference_phase(base: str, *, n: int, ramp_s: float, timeout: float) -
 
 
 def reference_summary(results: list[dict], reply_chars: int) -> dict:
-    latencies, ttfd, errors = [], [], []
+    latencies, ttfd, errors, stream_s = [], [], [], []
     events = chars = complete = total_bytes = 0
     firsts, lasts = [], []
     for r in results:
@@ -125,6 +125,7 @@ def reference_summary(results: list[dict], reply_chars: int) -> dict:
         if r["events"]:
             ttfd.append((r["events"][0][0] - r["started"]) * 1000)
             firsts.append(r["started"])
+            stream_s.append(r["events"][-1][1] - r["events"][0][1])  # the upstream's own pace
         for arrived, ts, _length in r["events"]:
             latencies.append((arrived - ts) * 1000)
         events += len(r["events"])
@@ -142,6 +143,7 @@ def reference_summary(results: list[dict], reply_chars: int) -> dict:
         "error_count": len(errors),
         "latency_ms": percentiles(latencies),
         "ttfd_ms": percentiles(ttfd),
+        "upstream_stream_s": percentiles(stream_s),
         "events": events,
         "wall_s": round(wall, 3) if wall else None,
         "events_per_s": round(events / wall, 1) if wall else None,

@@ -130,6 +130,10 @@ def site_summary(results: list[dict], emulator_log: dict, reply_chars: int, *, p
     """
     latencies, ttfd, errors, durations, stream_secs = [], [], [], [], []
     upstream_start = []  # chat.send sent -> the upstream's first event (the rest of ttfd is the relay's)
+    # The upstream's own pace (its first to its last event) and what the site adds
+    # at the end (the upstream's last event -> `done` at the client: the final save).
+    upstream_stream_s, done_after_last_ms = [], []
+    upstream_asked_ms = []  # chat.send sent -> the upstream app got the stream request
     deltas = chars = delivered_chars = complete = content_ok = unmatched = censored = lost_deltas = 0
     rx_total = delta_wire = frames_total = foreign = gaps = 0
     by_type: dict[str, int] = {}
@@ -205,6 +209,10 @@ def site_summary(results: list[dict], emulator_log: dict, reply_chars: int, *, p
         claimed.add(key)
         if log["ts"]:
             upstream_start.append((log["ts"][0] - r["sent"]) * 1000)
+            upstream_asked_ms.append((log["asked"] - r["sent"]) * 1000)
+            upstream_stream_s.append(log["ts"][-1] - log["ts"][0])
+            if ok:
+                done_after_last_ms.append((r["done_at"] - log["ts"][-1]) * 1000)
         # Two pointers: event j is held once the client's text reaches its end offset.
         pointer = 0
         for j, ts in enumerate(log["ts"]):
@@ -240,6 +248,9 @@ def site_summary(results: list[dict], emulator_log: dict, reply_chars: int, *, p
         "latency_ms": percentiles(latencies),
         "ttfd_ms": percentiles(ttfd),
         "upstream_first_event_ms": percentiles(upstream_start),
+        "upstream_asked_ms": percentiles(upstream_asked_ms),
+        "upstream_stream_s": percentiles(upstream_stream_s),
+        "done_after_last_event_ms": percentiles(done_after_last_ms),
         "answer_s": percentiles(durations),
         "deltas": deltas,
         "deltas_per_answer": round(deltas / n, 1),

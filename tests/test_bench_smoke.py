@@ -66,6 +66,13 @@ def test_relay_smoke_has_every_figure(relay_result):
             assert set(stats) >= {"p50", "p95", "p99", "max"}
             assert stats["n"] > 0 and stats["p50"] <= stats["p99"] <= stats["max"]
         assert side["chars_per_s"] > 0 and side["answers_per_s"] > 0
+    # Where an answer's time goes: until the upstream is asked, its own pace, the end.
+    for group in ("upstream_asked_ms", "upstream_first_event_ms", "done_after_last_event_ms"):
+        assert site[group]["n"] == 3 and site[group]["p50"] > 0, group
+    assert site["upstream_asked_ms"]["max"] <= site["upstream_first_event_ms"]["max"]
+    for side in (site, ref):
+        # 10 events 5 ms apart: at least the 9 pauses between them
+        assert side["upstream_stream_s"]["n"] == 3 and side["upstream_stream_s"]["p50"] >= 0.045
     # Every upstream event of every answer got a relay latency.
     assert site["latency_ms"]["n"] == ref["latency_ms"]["n"] == 30
     assert site["bytes_per_char"] > 1  # the text itself, plus framing
