@@ -1,8 +1,10 @@
 """The chat websocket against the real emulator: following a conversation from a second
 socket, history, regenerate, branches and titles."""
 
+import asyncio
 
 import pytest
+from django.db import DatabaseError
 
 from chat.models import Conversation, Message
 from tests.ws import connect, is_done, receive_until, send_and_finish
@@ -135,6 +137,45 @@ async def test_first_answer_gives_the_conversation_a_short_title(alice_ws, emula
     # A second answer does not retitle.
     await send_and_finish(alice_ws, conversation=conversation_id, content="And classes?")
     assert await alice_ws.receive_nothing(timeout=0.3)
+
+
+async def test_done_does_not_wait_for_the_title(alice_ws, emulator, monkeypatch):
+    """`done` (the person may type again) goes out once the answer is saved;
+    the short title is written after it, in its own trip to the database."""
+    from chat.services import answer_batch
+
+    titling, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_title(*, conversation_ids):
+        titling.set()
+        await release.wait()
+        return await autotitle(conversation_ids=conversation_ids)
+
+    autotitle = answer_batch.conversations_autotitle
+    monkeypatch.setattr(answer_batch, "conversations_autotitle", slow_title)
+    await emulator.anext(reply="## Tides\n\nThe moon pulls the sea.")
+    frames = await send_and_finish(alice_ws, content="Explain the tides to me")
+    assert frames[-1]["status"] == "complete"
+    await asyncio.wait_for(titling.wait(), 5)  # the title is being written; `done` is already here
+    assert await alice_ws.receive_nothing(timeout=0.2)
+    release.set()
+    retitled = await alice_ws.receive_json_from(timeout=5)
+    assert retitled["type"] == "conversation" and retitled["conversation"]["title"] == "The tides"
+
+
+async def test_a_failed_title_leaves_the_answer_complete(alice_ws, emulator, monkeypatch, caplog):
+    from chat.services import answer_batch
+
+    async def broken_title(*, conversation_ids):
+        raise DatabaseError("the database went away while titling")
+
+    monkeypatch.setattr(answer_batch, "conversations_autotitle", broken_title)
+    frames = await send_and_finish(alice_ws, content="Explain the tides to me")
+    assert frames[-1]["status"] == "complete"
+    assert await alice_ws.receive_nothing(timeout=0.3)  # no retitle
+    message = await Message.objects.aget(pk=frames[-1]["message"])
+    assert message.status == Message.Status.COMPLETE and message.content == frames[-1]["content"]
+    assert "titling conversation" in caplog.text
 
 
 async def test_a_title_the_user_chose_is_kept(alice_ws, emulator):

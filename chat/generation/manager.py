@@ -22,7 +22,7 @@ from chat.models import Message
 from chat.providers.registry import answer_stream, providers_warm
 from chat.serializers import conversation_data
 from chat.services import conversations as conversation_services
-from chat.services.answer_batch import finish_queue
+from chat.services.answer_batch import finish_queue, title_queue
 from chat.services.conversations import Finish
 from chat.upstream.errors import UpstreamError
 from chat.upstream.gptalk_stream import ContentReset
@@ -158,8 +158,7 @@ class GenerationManager:
             status, error = Message.Status.FAILED, "Something went wrong on the server while writing this answer."
         # Every piece received is published before the `done`.
         hub.drain(generation)
-        # After the first complete answer the conversation gets its short title
-        # (in the same trip to the database as the final save).
+        # After the first complete answer the conversation gets its short title.
         retitle = (
             status == Message.Status.COMPLETE and generation.owner_id is not None and not cancelled_by_shutdown
         )
@@ -205,7 +204,7 @@ class GenerationManager:
         return len(rows)
 
     async def _finish(self, generation: Generation, status: str, error: str, *, retitle: bool) -> None:
-        retitled = await self._save_final(generation, status, error, retitle=retitle)
+        saved = await self._save_final(generation, status, error)
         self.generations.pop(generation.message_id, None)
         await self.hub.publish(
             events.done(
@@ -220,15 +219,22 @@ class GenerationManager:
             group=events.conversation_group(generation.conversation_id),
             remotes=generation.remotes,
         )
-        if retitled is not None:
-            await self.hub.publish(
-                events.conversation(data=conversation_data(retitled), user=generation.owner_id),
-                group=events.user_group(generation.owner_id),
-            )
+        if retitle and saved:
+            # The short title comes after `done`: nobody waits for it to type again.
+            try:
+                retitled = await title_queue().submit(generation.conversation_id)
+            except Exception:  # a title is cosmetic: never an answer's failure
+                logger.exception("titling conversation %s failed", generation.conversation_id)
+                retitled = None
+            if retitled is not None:
+                await self.hub.publish(
+                    events.conversation(data=conversation_data(retitled), user=generation.owner_id),
+                    group=events.user_group(generation.owner_id),
+                )
 
-    async def _save_final(self, generation: Generation, status: str, error: str, *, retitle: bool):
+    async def _save_final(self, generation: Generation, status: str, error: str) -> bool:
         """The final write, retried while the database is away (a restart): an
-        answer is never left `streaming` with its end unsaved."""
+        answer is never left `streaming` with its end unsaved. False if it gave up."""
         delay = 0.2
         deadline = time.monotonic() + settings.CHAT_GENERATION_LEASE
         while True:
@@ -236,7 +242,6 @@ class GenerationManager:
                 final = Finish(
                     message_id=generation.message_id,
                     conversation_id=generation.conversation_id,
-                    retitle=retitle,
                     content=generation.text,
                     status=status,
                     error=error,
@@ -249,11 +254,12 @@ class GenerationManager:
                     usage=getattr(generation.upstream, "usage", None),
                 )
                 # Answers that end together are saved together (one trip).
-                return await finish_queue().submit(final)
+                await finish_queue().submit(final)
+                return True
             except DatabaseError:
                 if time.monotonic() > deadline:
                     logger.exception("the final save of answer %s failed; giving up", generation.message_id)
-                    return None
+                    return False
                 logger.warning("the final save of answer %s failed; retrying", generation.message_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

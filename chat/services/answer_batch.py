@@ -22,7 +22,7 @@ from django.db import transaction
 
 from chat.models import AccountSettings, Conversation, Message
 from chat.services.answers import Begun
-from chat.services.conversations import answers_finish
+from chat.services.conversations import answers_finish, conversations_autotitle
 from chat.services.db import concurrent_on_postgres, rows_insert
 from chat.services.history import upstream_messages
 from chat.services.limits import LimitExceeded, allowance_check, users_limits, users_usage
@@ -116,7 +116,7 @@ class Batcher:
     `write` takes the list of waiting items and returns one result per item
     (an Exception result is raised to that item's caller). A call that finds
     nothing being written is written at once, alone: batching adds no wait.
-    One Batcher per event loop and job (`new_chat_queue()`, `finish_queue()`).
+    One Batcher per event loop and job (`new_chat_queue()`, `finish_queue()`, `title_queue()`).
     """
 
     def __init__(self, write) -> None:
@@ -173,5 +173,10 @@ def new_chat_queue() -> Batcher:
 
 
 def finish_queue() -> Batcher:
-    """`await finish_queue().submit(Finish(...))` → the retitled Conversation or None."""
+    """`await finish_queue().submit(Finish(...))`: the answer's final row is saved."""
     return _batcher("finish", lambda finishes: answers_finish(finishes=finishes))
+
+
+def title_queue() -> Batcher:
+    """`await title_queue().submit(conversation_id)` → the retitled Conversation or None."""
+    return _batcher("title", lambda ids: conversations_autotitle(conversation_ids=ids))

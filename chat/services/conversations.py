@@ -1,7 +1,6 @@
 """Writes on conversations and messages. Callers have already checked ownership
 through chat.selectors, or pass the user so that the check happens here."""
 
-import logging
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -12,8 +11,6 @@ from chat.models import AccountSettings, Conversation, Message
 from chat.services.db import concurrent_on_postgres, rows_update
 from chat.services.titles import title_from_exchange, title_from_text
 from chat.services.usage import usage_measure
-
-logger = logging.getLogger(__name__)
 
 
 def conversation_create(*, user, first_text: str = "") -> Conversation:
@@ -111,7 +108,6 @@ class Finish:
     duration_ms: int
     provider: str
     model: str  # the model that answered, or the one asked for
-    retitle: bool = False
     prompt_chars: int | None = None
     usage: dict | None = None
 
@@ -123,10 +119,9 @@ FINISH_FIELDS = [
 
 
 @concurrent_on_postgres
-def answers_finish(*, finishes: list[Finish]) -> list[Conversation | None]:
-    """The final writes of several answers in one statement run per row, and the
-    short titles of their conversations after a first complete answer (as
-    `answer_finish` does for one); per answer, its retitled conversation or None."""
+def answers_finish(*, finishes: list[Finish]) -> list[None]:
+    """The final writes of several answers in one statement run per row (as
+    `answer_finish` does for one); one None per answer."""
     now = timezone.now()
     rows = []
     for done in finishes:
@@ -138,14 +133,17 @@ def answers_finish(*, finishes: list[Finish]) -> list[Conversation | None]:
         ))  # fmt: skip
     with transaction.atomic():
         rows_update(model=Message, fields=FINISH_FIELDS, rows=rows)
-    candidates = [d.conversation_id for d in finishes if d.retitle and d.status == Message.Status.COMPLETE]
-    try:
-        with transaction.atomic():
-            retitled = _conversations_autotitle(conversation_ids=candidates)
-    except Exception:  # never fail an answer for its title: logged, and a title is cosmetic
-        logger.exception("titling conversations %s failed", candidates)
-        retitled = {}
-    return [retitled.get(d.conversation_id) if d.retitle else None for d in finishes]
+    return [None] * len(finishes)
+
+
+@concurrent_on_postgres
+def conversations_autotitle(*, conversation_ids: list[int]) -> list[Conversation | None]:
+    """The short titles of conversations whose first answer just completed
+    (written after their `done`: a title is cosmetic and waits for nobody);
+    per conversation, the retitled Conversation or None."""
+    with transaction.atomic():
+        retitled = _conversations_autotitle(conversation_ids=list(set(conversation_ids)))
+    return [retitled.get(pk) for pk in conversation_ids]
 
 
 def _conversations_autotitle(*, conversation_ids: list[int]) -> dict[int, Conversation]:
