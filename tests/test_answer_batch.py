@@ -72,7 +72,7 @@ def test_rows_insert_writes_what_bulk_create_would(make_user, monkeypatch):
 
     from chat.services import db
 
-    monkeypatch.setattr(db, "INSERT_ROWS_MAX", 2)  # 5 rows: three statements
+    monkeypatch.setattr(db, "ROWS_MAX", 2)  # 5 rows: three statements
     ann = make_user("ann")
     ours = [Conversation(owner=ann, title=f"t{i}", model="m", pinned=i % 2 == 0) for i in range(5)]
     theirs = [Conversation(owner=ann, title=f"t{i}", model="m", pinned=i % 2 == 0) for i in range(5)]
@@ -107,7 +107,7 @@ from django.forms.models import model_to_dict
 from chat.models import Conversation, Message
 from chat.services import db
 
-db.INSERT_ROWS_MAX = 2  # 5 rows: three statements
+db.ROWS_MAX = 2  # 5 rows: three statements
 ann = User.objects.create_user("ann")
 ours = [Conversation(owner=ann, title=f"t{i} %s $1", model="m", pinned=i % 2 == 0) for i in range(5)]
 theirs = [Conversation(owner=ann, title=f"t{i} %s $1", model="m", pinned=i % 2 == 0) for i in range(5)]
@@ -150,3 +150,68 @@ def test_rows_insert_on_postgresql(postgres_url):
     assert result["pks_ordered"] and all(result["stamps"]) and result["same"]
     assert result["saved"] == [["assistant", "pending", "q\x01é'); --"]] * 5
     assert result["refused"] == "django.db.utils"
+
+
+ROWS_UPDATE = """
+import datetime, json
+from django.contrib.auth.models import User
+from django.db import DataError, connection, transaction
+from chat.models import Conversation, Message
+from chat.services import db
+
+db.ROWS_MAX = 2  # 5 rows: three statements
+ann = User.objects.create_user("ann")
+conversation = Conversation.objects.create(owner=ann, title="t")
+messages = [
+    Message.objects.create(conversation=conversation, role="assistant", status=status, content="")
+    for status in ("streaming", "pending", "complete", "streaming", "streaming")
+]
+when = datetime.datetime(2026, 12, 7, 12, 30, 15, 123456, tzinfo=datetime.timezone.utc)
+fields = ["content", "status", "delta_count", "first_delta_ms", "updated_at", "tokens_estimated"]
+rows = [
+    (f"text {i} %s $1 '); --", "stopped", 10 + i, None if i % 2 else 100 + i, when, i % 2 == 0, m.pk)
+    for i, m in enumerate(messages)
+]
+with transaction.atomic():
+    # Only answers still being written; the complete one keeps its row.
+    db.rows_update(model=Message, fields=fields, rows=rows, where="status IN (%s, %s)",
+                   where_params=("pending", "streaming"))
+saved = [
+    [m.content, m.status, m.delta_count, m.first_delta_ms, m.updated_at == when, m.tokens_estimated]
+    for m in Message.objects.filter(pk__in=[m.pk for m in messages]).order_by("pk")
+]
+refused = []
+for field, value in (("status", "x" * 17), ("content", "a\\x00b")):
+    try:
+        with transaction.atomic():
+            db.rows_update(model=Message, fields=[field], rows=[(value, messages[0].pk)])
+        refused.append(None)
+    except DataError as exc:
+        refused.append(type(exc).__module__)
+print(json.dumps({"vendor": connection.vendor, "saved": saved, "refused": refused}))
+"""
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rows_update_writes_each_row_where_it_may(backend, request, tmp_path):
+    """rows_update on both backends (PostgreSQL: one statement joining the
+    values in, through a raw cursor): every column's value and type kept,
+    text with quotes and placeholders kept as text, NULLs, the extra
+    condition, and values the column refuses raising Django's DataError
+    (a too long status is refused, not cut)."""
+    from tests.fixtures.site import shell_json_on, sqlite_url
+
+    sqlite = sqlite_url(tmp_path / "db.sqlite3")
+    result = shell_json_on(request.getfixturevalue("postgres_url") if backend == "postgresql" else sqlite, ROWS_UPDATE)
+    assert result["vendor"] == backend
+    expected = [
+        [f"text {i} %s $1 '); --", "stopped", 10 + i, None if i % 2 else 100 + i, True, i % 2 == 0]
+        for i in range(5)
+    ]
+    expected[2] = ["", "complete", 0, None, False, False]  # not pending or streaming: untouched
+    assert result["saved"] == expected
+    if backend == "postgresql":
+        assert result["refused"] == ["django.db.utils", "django.db.utils"]
+    else:  # SQLite keeps what it is given
+        assert result["refused"] == [None, None]
