@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import time
 import sys
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -96,7 +96,7 @@ def messages_save_progress(*, rows: list[tuple[int, str, int]]) -> None:
 
 @dataclass(frozen=True)
 class Finish:
-    """The final state of an answer, as `answer_finish` takes it."""
+    """The final state of an answer, as `answers_finish` takes it."""
 
     message_id: int
     conversation_id: int
@@ -120,8 +120,8 @@ FINISH_FIELDS = [
 
 @concurrent_on_postgres
 def answers_finish(*, finishes: list[Finish]) -> list[None]:
-    """The final writes of several answers in one statement run per row (as
-    `answer_finish` does for one); one None per answer."""
+    """The final writes of several answers, together (rows_update); one None
+    per answer (a Batcher's result)."""
     now = timezone.now()
     rows = []
     for done in finishes:

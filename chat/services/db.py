@@ -45,8 +45,9 @@ def rows_update(
     rows, the values joined in as a table, through a raw cursor (see
     `_raw_cursor`): a statement per row, even in psycopg's pipeline, gives up
     and takes back the GIL at every row, and while the event loop is busy
-    each time back costs up to the interpreter's switch interval; a hundred
-    answers' final saves took 100-180 ms so against 30-60 ms in one statement.
+    each time back can wait the interpreter's switch interval: a hundred
+    answers' final saves, beside a busy thread, took 100-180 ms that way and
+    30-60 ms in one statement.
     Elsewhere one statement prepared once and run for every row by the driver.
     """
     if not rows:
@@ -72,13 +73,9 @@ def rows_update(
         assignments = ", ".join(f"{quote(column.column)} = v.c{i}" for i, column in enumerate(columns))
         for start in range(0, len(rows), ROWS_MAX):
             chunk = rows[start : start + ROWS_MAX]
-            values = ", ".join(
-                "(" + ", ".join(f"${row * width + column}" for column in range(1, width + 1)) + ")"
-                for row in range(len(chunk))
-            )
             sql = (
                 f"UPDATE {table} SET {assignments} FROM (SELECT {typed}, {pk} AS pk FROM {table} WHERE false "
-                f"UNION ALL VALUES {values}) AS v WHERE {table}.{pk} = v.pk"
+                f"UNION ALL VALUES {_numbered_rows(len(chunk), width)}) AS v WHERE {table}.{pk} = v.pk"
             )
             params = []
             for row in chunk:
@@ -88,6 +85,13 @@ def rows_update(
                 sql += f" AND ({_numbered(where, first=len(params) + 1)})"
                 params += where_params
             cursor.execute(sql, params)
+
+
+def _numbered_rows(rows: int, width: int) -> str:
+    """`($1, $2), ($3, $4)` for 2 rows of width 2: the placeholders of a VALUES list."""
+    return ", ".join(
+        "(" + ", ".join(f"${row * width + column}" for column in range(1, width + 1)) + ")" for row in range(rows)
+    )
 
 
 def _numbered(sql: str, *, first: int) -> str:
@@ -163,14 +167,7 @@ def rows_insert(objs: list) -> None:
                         continue
                     value = getattr(obj, attname)
                     params.append(convert(value, connection) if convert is not None else value)
-            if numbered:
-                width = len(fields)
-                values = ", ".join(
-                    "(" + ", ".join(f"${row * width + column}" for column in range(1, width + 1)) + ")"
-                    for row in range(len(chunk))
-                )
-            else:
-                values = ", ".join([row_sql] * len(chunk))
+            values = _numbered_rows(len(chunk), len(fields)) if numbered else ", ".join([row_sql] * len(chunk))
             cursor.execute(head + values + returning, params)
             for obj, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
                 obj.pk = pk
