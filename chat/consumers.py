@@ -300,15 +300,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await early.aclose()
             early = None
         conversation = begun.conversation
-        await self.hub.watch(self, conversation.pk)
+        self.hub.watch(self, conversation.pk)
         if begun.created:
-            await self.hub.publish(
+            self.hub.publish(
                 events.conversation(data=conversation_data(conversation), user=self.user_id),
-                group=events.user_group(self.user_id),
+                user=self.user_id,
             )
-        await self.hub.publish(
+        self.hub.publish(
             events.message(data=message_data(begun.user_message)),
-            group=events.conversation_group(conversation.pk),
+            user=self.user_id,
             ref_socket=self,
             ref=ref,
         )
@@ -332,19 +332,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except Busy:
             raise _busy() from None
         self.allowance = begun.allowance
-        await self.hub.watch(self, begun.conversation.pk)
+        self.hub.watch(self, begun.conversation.pk)
         await self.start_answer(begun.conversation, begun.assistant, history=begun.history)
 
     async def command_open(self, content: dict, ref: str | None) -> None:
         conversation = await aconversation_get(
             user=self.user, conversation_id=_id_field(content, "conversation")
         )
-        # Joined first, read the rows second: whatever finishes after this read
-        # arrives as an event, so nothing falls between the two. Frames of
-        # those events wait until the history is sent.
+        # Watched first, read the rows second: whatever finishes after this
+        # read arrives as an event (other processes' through the user's group,
+        # joined when the socket opened), so nothing falls between the two.
+        # Frames of those events wait until the history is sent.
         self.paused = True
         try:
-            await self.hub.watch(self, conversation.pk)
+            self.hub.watch(self, conversation.pk)
             messages = await amessage_list(conversation=conversation)
             await self.send_json(
                 {

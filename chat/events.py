@@ -34,13 +34,14 @@ FOLLOW = "generation.follow"  # message, reply_to: "send me a snapshot, then eve
 ANSWERS_GROUP = "answers"
 
 
-def conversation_group(conversation_id: int) -> str:
-    """Processes with a socket watching the conversation (and the answer's own)."""
-    return f"conv.{conversation_id}"
-
-
 def user_group(user_id: int) -> str:
-    """Processes with a socket of this user: sidebar changes (titles, new chats)."""
+    """Processes with a socket of this user: every event of the user's
+    conversations (messages, `done`, titles, new chats) and their sessions.
+
+    A conversation is seen only by its owner's sockets, so its events need no
+    group of their own: each process hands them to the sockets watching that
+    conversation. A socket joins its user's group once, when it connects, and
+    opening or starting a conversation costs no round trip to Redis."""
     return f"user.{user_id}"
 
 

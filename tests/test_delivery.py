@@ -89,6 +89,31 @@ async def test_a_socket_follows_an_answer_run_by_another_process(alice, emulator
     assert frames[-1]["status"] == "complete" and frames[-1]["content"] == reply
 
 
+async def test_another_processs_answer_reaches_only_the_sockets_watching_its_conversation(alice, emulator):
+    """Its events come to this process through the owner's group, which both
+    sockets share (`ws` gets them all through it): the socket on another
+    conversation gets none of them."""
+    from chat.models import Conversation
+
+    elsewhere = await Conversation.objects.acreate(owner=alice, title="elsewhere")
+    aside = await connect(alice)
+    assert (await aside.connect())[0]
+    try:
+        await aside.send_json_to({"type": "conversation.open", "conversation": elsewhere.pk})
+        assert (await aside.receive_json_from())["type"] == "history"
+        reply = "x" * 120
+        async with remote_followed(alice, emulator, reply=reply, chunk_chars=4, interval_ms=2) as (ws, answer):
+            frames = await receive_until(ws, is_done, timeout=20)
+            seen = []
+            while not await aside.receive_nothing(timeout=1):
+                seen.append(await aside.receive_json_from())
+    finally:
+        await aside.disconnect()
+    assert frames[-1]["content"] == reply
+    assert {f["type"] for f in frames} >= {"message", "delta", "done"}
+    assert seen == []
+
+
 class CountingLayer(InMemoryChannelLayer):
     """The real in-memory layer, counting what goes through it."""
 
@@ -131,12 +156,11 @@ async def test_sockets_of_the_answers_own_process_get_deltas_without_the_layer(a
     # not one event goes through the layer (with another process on it, only
     # the rare ones do: the tests of other processes above and below).
     assert CountingLayer.sent == []
-    # The process joins the groups of what its sockets watch, once each, and
-    # the one group of requests to answers: no group per answer (on Redis, a
-    # subscribe and an unsubscribe for every answer).
-    assert sorted(CountingLayer.joined) == sorted(
-        [events.ANSWERS_GROUP, events.user_group(alice.pk), events.conversation_group(conversation)]
-    )
+    # The process joins the group of the user its sockets belong to, once, and
+    # the one group of requests to answers: no group per answer nor per
+    # conversation (on Redis, a subscribe and an unsubscribe for every answer,
+    # and every conversation opened).
+    assert sorted(CountingLayer.joined) == sorted([events.ANSWERS_GROUP, events.user_group(alice.pk)])
 
 
 async def test_a_change_made_over_http_reaches_the_owners_open_socket(alice, emulator, layer_class):

@@ -124,7 +124,7 @@ async def test_message_limit_counts_characters_not_bytes(v1, char):
     )
     frames = await check_frame(v1, at_limit)
     assert not [f for f in frames if f.get("type") == "error"]
-    # The saved message comes through the conversation's group: maybe after the probe.
+    # The saved message's frame may come after the probe's.
     while not any(f.get("type") == "message" and f.get("ref") == "at" for f in frames):
         frames.append(await v1.receive())
     user_frame = next(f for f in frames if f.get("type") == "message" and f.get("ref") == "at")

@@ -9,9 +9,10 @@ delivery task sends whatever queued during the tick.
 
 Other processes (several daphne processes behind Redis) get only what they
 need, through the channel layer:
-- the hub joins the layer groups of the conversations and users its sockets
-  watch (one membership per process, not per socket); rare events (messages,
-  `done`, titles) go to those groups and each process fans them out locally;
+- the hub joins the layer group of each user with a socket here (one
+  membership per process, not per socket); rare events (messages, `done`,
+  titles) go to their owner's group and each process hands them to the
+  sockets watching their conversation;
 - an answer's deltas go only to the processes that asked to follow it
   (`generation.follow`: a snapshot first, then every event, in batches); the
   asking process keeps a mirror of the answer for its own sockets.
@@ -112,7 +113,7 @@ class Hub:
         await self.link.join(events.user_group(sock.user_id))
 
     async def socket_remove(self, sock) -> None:
-        await self._leave_conversation(sock)
+        self._leave_conversation(sock)
         members = self.by_user.get(sock.user_id)
         if members is not None:
             members.discard(sock)
@@ -120,16 +121,17 @@ class Hub:
                 del self.by_user[sock.user_id]
         await self.link.leave(events.user_group(sock.user_id))
 
-    async def watch(self, sock, conversation_id: int) -> None:
-        """The socket follows this conversation's answers (and no longer the last one's)."""
+    def watch(self, sock, conversation_id: int) -> None:
+        """The socket follows this conversation's answers (and no longer the last
+        one's). Local only: other processes' events of it come through the
+        user's group, joined when the socket opened (events.user_group)."""
         if sock.follower.conversation == conversation_id:
             return
-        await self._leave_conversation(sock)
+        self._leave_conversation(sock)
         sock.follower.watch(conversation_id)
         self.by_conversation.setdefault(conversation_id, set()).add(sock)
-        await self.link.join(events.conversation_group(conversation_id))
 
-    async def _leave_conversation(self, sock) -> None:
+    def _leave_conversation(self, sock) -> None:
         old = sock.follower.conversation
         if old is None:
             return
@@ -139,7 +141,6 @@ class Hub:
             if not members:
                 del self.by_conversation[old]
         sock.follower.conversation = None
-        await self.link.leave(events.conversation_group(old))
 
     def join_answer(self, sock, message_id: int) -> None:
         """The socket meets an answer in progress (it opened the conversation)."""
@@ -167,18 +168,17 @@ class Hub:
         if generation.has_pending():
             self._delta_out(generation.conversation_id, generation.take_event(), generation.remotes)
 
-    async def publish(
-        self, event: dict, *, group: str, ref_socket=None, ref: str | None = None, remotes=()
-    ) -> None:
-        """A message, `done` or conversation event of this process: to its own
-        sockets now, and to the other processes through the layer, queued
-        behind the deltas already queued for them (LayerLink.group_send_later).
+    def publish(self, event: dict, *, user: int, ref_socket=None, ref: str | None = None, remotes=()) -> None:
+        """A message, `done` or conversation event of this process, of a
+        conversation `user` owns: to its own sockets now, and to the other
+        processes with a socket of that user through the layer, queued behind
+        the deltas already queued for them (LayerLink.group_send_later).
         `remotes`, the processes following the answer, also get it directly,
         in the batch with its last deltas."""
         self._local(event, ref_socket=ref_socket, ref=ref)
         for channel in remotes:
             self.link.send_later(channel, event)
-        self.link.group_send_later(group, {**event, "origin": self.channel})
+        self.link.group_send_later(events.user_group(user), {**event, "origin": self.channel})
 
     def _local(self, event: dict, *, ref_socket=None, ref: str | None = None) -> None:
         kind = event["type"]
@@ -299,7 +299,7 @@ class Hub:
         """Another process follows an answer of this one: a snapshot, then its events."""
         generation = self.answers.get(message_id)
         if generation is None:
-            return  # ended (its `done` went to the conversation's group) or never here
+            return  # ended (its `done` went to its owner's group) or never here
         self.drain(generation)  # everything up to the snapshot's seq is in it
         generation.remotes.add(reply_to)
         snap = generation.snapshot_event()

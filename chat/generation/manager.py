@@ -109,7 +109,7 @@ class GenerationManager:
         # process (events.ANSWERS_GROUP) and this one finds it in `generations`.
         generation.task = asyncio.create_task(self._run(generation), name=f"generation-{message_id}")
         if placeholder is not None:
-            await self.hub.publish(events.message(data=placeholder), group=events.conversation_group(conversation_id))
+            self.hub.publish(events.message(data=placeholder), user=owner_id)
         return generation
 
     async def request_stop(self, *, message_id: int) -> None:
@@ -206,7 +206,7 @@ class GenerationManager:
     async def _finish(self, generation: Generation, status: str, error: str, *, retitle: bool) -> None:
         saved = await self._save_final(generation, status, error)
         self.generations.pop(generation.message_id, None)
-        await self.hub.publish(
+        self.hub.publish(
             events.done(
                 message=generation.message_id,
                 conversation=generation.conversation_id,
@@ -216,7 +216,7 @@ class GenerationManager:
                 seq=generation.seq,
                 model=getattr(generation.upstream, "model", ""),
             ),
-            group=events.conversation_group(generation.conversation_id),
+            user=generation.owner_id,
             remotes=generation.remotes,
         )
         if retitle and saved:
@@ -227,9 +227,9 @@ class GenerationManager:
                 logger.exception("titling conversation %s failed", generation.conversation_id)
                 retitled = None
             if retitled is not None:
-                await self.hub.publish(
+                self.hub.publish(
                     events.conversation(data=conversation_data(retitled), user=generation.owner_id),
-                    group=events.user_group(generation.owner_id),
+                    user=generation.owner_id,
                 )
 
     async def _save_final(self, generation: Generation, status: str, error: str) -> bool:
@@ -278,23 +278,23 @@ class GenerationManager:
         """Mark answers nobody has saved within the lease as interrupted, and say so."""
         cutoff = timezone.now() - timedelta(seconds=settings.CHAT_GENERATION_LEASE)
         stale = [
-            (m.pk, m.conversation_id, m.content)
-            async for m in Message.objects.filter(
+            row
+            async for row in Message.objects.filter(
                 role=Message.Role.ASSISTANT,
                 status__in=events.ACTIVE,
                 updated_at__lt=cutoff,
             )
             .exclude(pk__in=list(self.generations))
-            .only("pk", "conversation_id", "content")
+            .values_list("pk", "conversation_id", "conversation__owner_id", "content")
         ]
         marked = 0
-        for pk, conversation_id, content in stale:
+        for pk, conversation_id, owner_id, content in stale:
             if not await conversation_services.message_mark_interrupted(
                 message_id=pk, stale_before=cutoff
             ):
                 continue  # its owner saved it meanwhile: it is alive or finished
             marked += 1
-            await self.hub.publish(
+            self.hub.publish(
                 events.done(
                     message=pk,
                     conversation=conversation_id,
@@ -302,7 +302,7 @@ class GenerationManager:
                     content=content,
                     error=conversation_services.INTERRUPTED_ERROR,
                 ),
-                group=events.conversation_group(conversation_id),
+                user=owner_id,
             )
         return marked
 
