@@ -102,7 +102,7 @@ async def test_another_processs_answer_reaches_only_the_sockets_watching_its_con
         await aside.send_json_to({"type": "conversation.open", "conversation": elsewhere.pk})
         assert (await aside.receive_json_from())["type"] == "history"
         reply = "x" * 120
-        async with remote_followed(alice, emulator, reply=reply, chunk_chars=4, interval_ms=2) as (ws, answer):
+        async with remote_followed(alice, emulator, reply=reply, chunk_chars=4, interval_ms=2) as (ws, _answer):
             frames = await receive_until(ws, is_done, timeout=20)
             seen = []
             while not await aside.receive_nothing(timeout=1):
