@@ -1,10 +1,17 @@
-"""The in-memory layer keeps channels' semantics without the per-send sweep."""
+"""The in-memory layer keeps channels' semantics without the per-send sweep;
+publish_many sends a turn's messages in order, on any layer and on Redis."""
 
 import asyncio
+import secrets
+import socket
 
 import pytest
+from channels.layers import InMemoryChannelLayer as BaseInMemoryChannelLayer
+from redis.exceptions import RedisError
 
-from chat.layers import InMemoryChannelLayer
+from chat.layers import CHANNEL, GROUP, InMemoryChannelLayer, RedisPubSubChannelLayer, publish_many
+
+pytest_plugins = ["tests.fixtures.services"]
 
 
 async def test_group_send_reaches_every_member_once_and_in_order():
@@ -94,3 +101,62 @@ async def test_a_listening_channel_keeps_its_queue_and_a_closed_one_leaves_nothi
     await layer.group_discard("g", channel)
     assert channel not in layer.channels
     assert "g" not in layer.groups
+
+
+# ---- publish_many: one call for a turn's messages, in order ---------------------------
+
+
+class PlainLayer(BaseInMemoryChannelLayer):
+    """A layer with no publish_many of its own (channels' in-memory one)."""
+
+
+async def test_publish_many_on_any_layer_sends_in_order_and_drops_only_what_a_full_channel_refuses():
+    layer = PlainLayer(capacity=1)
+    full, free = await layer.new_channel(), await layer.new_channel()
+    await layer.send(full, {"type": "x.y", "n": 0})
+    await layer.group_add("g", free)
+    await publish_many(layer, [(CHANNEL, full, {"type": "x.y", "n": 1}), (GROUP, "g", {"type": "x.y", "n": 2})])
+    assert (await layer.receive(free))["n"] == 2
+    assert (await layer.receive(full))["n"] == 0
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(full), timeout=0.05)
+
+
+@pytest.mark.multiprocess
+async def test_publish_many_on_redis_reaches_channels_and_groups_in_order(redis_url):
+    # Pub/sub channels are shared by every database number: a prefix of its own.
+    prefix = f"t{secrets.token_hex(4)}"
+    sender = RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)
+    receiver = RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("g", channel)
+        await receiver.group_add("h", channel)
+        messages = [
+            (CHANNEL, channel, {"type": "x.y", "n": 1}),
+            (GROUP, "g", {"type": "x.y", "n": 2}),
+            (GROUP, "nobody", {"type": "x.y", "n": -1}),
+            (GROUP, "h", {"type": "x.y", "n": 3, "text": "é" * 10_000}),
+            (CHANNEL, channel, {"type": "x.y", "n": 4}),
+        ]
+        await sender.publish_many(messages)
+        got = [await asyncio.wait_for(receiver.receive(channel), 5) for _ in range(4)]
+        assert [m["n"] for m in got] == [1, 2, 3, 4]
+        assert got[2]["text"] == "é" * 10_000
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(receiver.receive(channel), timeout=0.2)
+    finally:
+        await sender.flush()
+        await receiver.flush()
+
+
+async def test_publish_many_on_an_unreachable_redis_raises_what_the_link_catches():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing listens
+    layer = RedisPubSubChannelLayer(hosts=[url])
+    try:
+        with pytest.raises((RedisError, OSError)):
+            await layer.publish_many([(GROUP, "g", {"type": "x.y"})])
+    finally:
+        await layer.flush()

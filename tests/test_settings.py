@@ -52,7 +52,7 @@ def test_settings_switch_database_and_channel_layer():
     result = manage("shell", "--no-imports", "-c", code, env=PRODUCTION)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django.db.backends.postgresql", "0", "True", "channels_redis.pubsub.RedisPubSubChannelLayer"
+        "django.db.backends.postgresql", "0", "True", "chat.layers.RedisPubSubChannelLayer"
     ]
     result = manage("shell", "--no-imports", "-c", code, env={})
     assert result.stdout.split()[0] == "django.db.backends.sqlite3"

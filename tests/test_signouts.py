@@ -209,7 +209,7 @@ def test_a_request_is_not_held_by_a_redis_that_fails(settings, silent_redis, red
     from chat.delivery.link import USER_TELL_TIMEOUT, user_tell
 
     url = silent_redis if redis == "silent" else _refused_url()
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.RedisPubSubChannelLayer",
                                            "CONFIG": {"hosts": [url]}}}  # fmt: skip
     channel_layers.backends.clear()
     try:

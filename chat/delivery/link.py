@@ -21,6 +21,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from redis.exceptions import RedisError
 
 from chat import events
+from chat.layers import CHANNEL, GROUP, publish_many
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +144,11 @@ class LayerLink:
             self._wake.clear()
             outgoing, self.outgoing = self.outgoing, {}
             grouped, self.group_outgoing = self.group_outgoing, []
-            for channel, batch in outgoing.items():
-                await self.call(self.layer.send, channel, {"type": events.BATCH, "events": batch})
-            for group, event in grouped:
-                await self.call(self.layer.group_send, group, event)
+            # One call for the whole turn (on Redis one pipeline), the batches
+            # of deltas before the events that follow them.
+            messages = [(CHANNEL, to, {"type": events.BATCH, "events": batch}) for to, batch in outgoing.items()]
+            messages += [(GROUP, group, event) for group, event in grouped]
+            await self.call(publish_many, self.layer, messages)
 
     async def call(self, method: Callable[..., Awaitable], *args) -> bool:
         """A layer call that may fail (Redis away): logged once per outage, never raised."""
