@@ -4,6 +4,7 @@ through chat.selectors, or pass the user so that the check happens here."""
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from chat.events import ACTIVE
@@ -147,29 +148,31 @@ def conversations_autotitle(*, conversation_ids: list[int]) -> list[Conversation
 
 
 def _conversations_autotitle(*, conversation_ids: list[int]) -> dict[int, Conversation]:
-    """`conversation_autotitle` for several conversations in two queries and one update."""
+    """Retitle the conversations whose one complete answer is their first.
+
+    The complete answers are counted in the database, so a long conversation
+    costs one row here, not all its answers; only the conversations with
+    exactly one are read further (its question and answer as plain values,
+    then the conversations themselves), and the new titles are one update.
+    A conversation whose title is no longer the one made from its first
+    question was named by its user and keeps it."""
     if not conversation_ids:
         return {}
-    conversations = Conversation.objects.in_bulk(conversation_ids)
-    firsts: dict[int, list[Message]] = {}
-    answers = (
-        Message.objects.filter(
-            conversation_id__in=conversation_ids, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE
-        )
-        .select_related("parent")
-        .order_by("conversation_id", "created_at", "id")
+    complete = Message.objects.filter(
+        conversation_id__in=conversation_ids, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE
     )
-    for answer in answers:
-        firsts.setdefault(answer.conversation_id, []).append(answer)
+    counted = complete.order_by().values("conversation_id").annotate(count=Count("id"), first=Min("id"))
+    firsts = [row["first"] for row in counted if row["count"] == 1]
+    if not firsts:
+        return {}
+    exchanges = list(Message.objects.filter(pk__in=firsts).values_list("conversation_id", "parent__content", "content"))
+    conversations = Conversation.objects.in_bulk([conversation_id for conversation_id, _, _ in exchanges])
     changed = {}
-    for conversation_id, conversation in conversations.items():
-        complete = firsts.get(conversation_id, [])
-        if len(complete) != 1:
-            continue  # not its first complete answer
-        question = complete[0].parent
-        if question is None or conversation.title != title_from_text(question.content):
+    for conversation_id, question, answer in exchanges:
+        conversation = conversations[conversation_id]
+        if question is None or conversation.title != title_from_text(question):
             continue  # the user named it
-        title = title_from_exchange(question.content, complete[0].content)
+        title = title_from_exchange(question, answer)
         if title and title != conversation.title:
             conversation.title = title
             changed[conversation_id] = conversation
