@@ -13,6 +13,7 @@ import re
 from dataclasses import replace
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
@@ -190,8 +191,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         payloads = [encode(frame) for frame in frames]
         if self.write_frames is not None and self.write_frames(payloads):
             return
-        for payload in payloads:
-            await self.frame_send({"type": "websocket.send", "text": payload.decode()})
+        try:
+            for payload in payloads:
+                await self.frame_send({"type": "websocket.send", "text": payload.decode()})
+        except Disconnected:
+            # The browser went away between the hub queuing these and now:
+            # nobody is left to read them, and `disconnect` follows.
+            return
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

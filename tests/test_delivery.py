@@ -23,7 +23,7 @@ from chat.generation import GenerationManager, get_manager
 from chat.layers import InMemoryChannelLayer
 from chat.serializers import message_data
 from chat.services.answers import answer_begin
-from tests.ws import connect, is_done, receive_until, replay
+from tests.ws import connect, is_done, poll, receive_until, replay
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("process_state")]
 
@@ -335,3 +335,29 @@ async def test_stop_reaches_an_answer_run_by_another_process(alice, emulator):
 )
 def test_frames_are_encoded_as_json_dumps_would_in_utf8(frame):
     assert encode(frame) == json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def test_frames_for_a_socket_whose_connection_just_closed_are_dropped_quietly(alice, emulator, caplog):
+    """Between the browser going away and the consumer's `disconnect`, the hub
+    may still send it frames: daphne refuses them (autobahn's Disconnected).
+    That is no error: the frames are dropped, the answer goes on and is saved."""
+    from autobahn.exception import Disconnected
+
+    from chat.models import Message
+
+    await emulator.anext(reply="x" * 200, chunk_chars=4, interval_ms=2)
+    ws = await connect(alice)
+    assert (await ws.connect())[0]
+    (sock,) = get_manager().hub.by_user[alice.pk]
+
+    async def closed(message):
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    try:
+        await ws.send_json_to({"type": "chat.send", "conversation": None, "content": "go"})
+        sock.frame_send = closed  # the connection closes once the answer has begun
+        answer = await poll(lambda: Message.objects.filter(role="assistant", status="complete").afirst(), timeout=20)
+    finally:
+        await ws.disconnect()
+    assert answer.content == "x" * 200
+    assert "sending to a socket failed" not in caplog.text
