@@ -54,8 +54,8 @@ async def measure(sockets: int, deltas: int) -> float:
     for i in range(sockets):
         sock = Socket(i)
         await hub.socket_add(sock)
-        await hub.watch(sock, i)
-        generation = Generation(message_id=10_000 + i, conversation_id=i, history=[])
+        hub.watch(sock, i)
+        generation = Generation(message_id=10_000 + i, conversation_id=i, history=[], owner_id=1)
         answers[generation.message_id] = generation
         sock.follower.streams[generation.message_id] = 0
         generations.append(generation)

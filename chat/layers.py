@@ -16,10 +16,11 @@ into each member's queue; events of plain values (every delta) are copied
 shallowly, and a channel keeps its queue while its consumer listens instead of
 getting a new one after every event it reads.
 
-The Redis layer is channels_redis's pub/sub layer, whose own `publish_many` sends
-its `PUBLISH` commands in one pipeline (one round trip, one write) rather than
-one round trip each: a `PUBLISH` alone costs redis-py about 160 µs of CPU, in
-a pipeline about 50.
+The Redis layer is channels_redis's pub/sub layer, whose own `publish_many`
+sends its `PUBLISH` commands in one pipeline (one round trip, one write)
+rather than one round trip each: through the layer a `PUBLISH` alone cost
+about 135 µs of CPU, five in a pipeline about 40 each (docs/performance.md,
+eighth pass).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class Generation:
     message_id: int
     conversation_id: int
     history: list[dict]
-    owner_id: int | None = None
+    owner_id: int  # the conversation's owner: its events go to that user's group
     model: str = ""
     text: str = ""  # everything received so far (what is saved)
     published: str = ""  # what the events up to `seq` add up to (what a snapshot says)

@@ -84,8 +84,8 @@ class GenerationManager:
         message_id: int,
         conversation_id: int,
         history: list[dict],
+        owner_id: int,
         model: str = "",
-        owner_id: int | None = None,
         provider: ProviderCall | None = None,
         upstream: EarlyStream | None = None,
         placeholder: dict | None = None,
@@ -159,9 +159,7 @@ class GenerationManager:
         # Every piece received is published before the `done`.
         hub.drain(generation)
         # After the first complete answer the conversation gets its short title.
-        retitle = (
-            status == Message.Status.COMPLETE and generation.owner_id is not None and not cancelled_by_shutdown
-        )
+        retitle = status == Message.Status.COMPLETE and not cancelled_by_shutdown
         await asyncio.shield(self._finish(generation, status, error, retitle=retitle))
         if cancelled_by_shutdown:
             raise asyncio.CancelledError
