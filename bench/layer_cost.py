@@ -6,8 +6,9 @@ Two LayerLinks (chat/delivery/link.py), each on a layer instance of its own as
 two processes would have, on a real Redis: link A forwards every answer's
 deltas to link B (50 a second per answer, as the upstream paces them, in the
 batches the hub sends), for channels_redis's list-based core layer and its
-pub/sub layer. Prints, per layer, the events delivered, their delay from send
-to receipt (p50 / p99) and the CPU of this process (both ends) per event.
+pub/sub layer as the site runs it (chat.layers: a turn's messages in one
+pipeline). Prints, per layer, the events delivered, their delay from send to
+receipt (p50 / p99) and the CPU of this process (both ends) per event.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import django  # noqa: E402
 django.setup()
 
 from channels_redis.core import RedisChannelLayer  # noqa: E402
-from channels_redis.pubsub import RedisPubSubChannelLayer  # noqa: E402
 
 from chat import events  # noqa: E402
 from chat.delivery.link import LayerLink  # noqa: E402
+from chat.layers import RedisPubSubChannelLayer  # noqa: E402
 
 LAYERS = {"core": RedisChannelLayer, "pubsub": RedisPubSubChannelLayer}
 

@@ -15,6 +15,8 @@ import pytest
 
 from tests.fixtures.emulator import REPO_ROOT
 
+pytest_plugins = ["tests.fixtures.services"]
+
 TARGET_FIGURES = {
     "relay p99 minus reference p99 (ms)",
     "time to first delta p50 minus reference (ms)",
@@ -125,3 +127,24 @@ def test_profile_parts_sort_each_sample_into_one_part(tmp_path):
     }
     out = run_script("bench/profile_summary.py", str(profile), "--parts", "--per-delta-us", "100")
     assert "60.0%   60.0 µs  sending frames" in out.stdout
+
+
+def test_hub_cost_smoke():
+    """bench/hub_cost.py drives the hub directly: it must follow the hub's API."""
+    proc = run_script("bench/hub_cost.py", "--sockets", "5", "--deltas", "5", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip().endswith("µs of CPU per delta")
+
+
+@pytest.mark.multiprocess
+def test_layer_cost_smoke(redis_url):
+    """bench/layer_cost.py: two links on a real Redis, both layers, nothing lost."""
+    import ast
+
+    proc = run_script("bench/layer_cost.py", "--redis-url", redis_url, "--answers", "3", "--seconds", "0.3",
+                      timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = [ast.literal_eval(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["layer"] for r in results] == ["core", "pubsub"]
+    for result in results:
+        assert result["sent"] > 0 and result["received"] == result["sent"], result
